@@ -1,0 +1,1 @@
+"""Generators: the backends that turn a planned shot into frames (found through entry points)."""

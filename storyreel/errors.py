@@ -1,0 +1,117 @@
+"""The exceptions storyreel raises, and what the command line does with them.
+
+    StoryreelError                   base of everything below
+    ├── UserError                    the user's input or setup is wrong: exit code 1, no traceback
+    │   ├── StoryboardError          a storyboard problem, with file:line:col, field and fix
+    │   ├── BackendNotFound          an unknown generator or enhancer name
+    │   ├── MissingExtra             a backend needs an optional extra that is not installed
+    │   └── ModelNotFound            a model folder or hub id that cannot be found locally
+    └── InternalError                a bug or a failure outside the user's control: exit code 2
+        ├── GenerationError          a generator failed while making a shot
+        └── AssemblyError            ffmpeg / moviepy failed while writing a file
+
+Every message says what is wrong, where, the offending value, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StoryreelError(Exception):
+    """Base class of every error storyreel raises on purpose."""
+
+    exit_code = 2
+
+
+class UserError(StoryreelError):
+    """The input or the setup is wrong; the message tells the user what to change."""
+
+    exit_code = 1
+
+
+class InternalError(StoryreelError):
+    """Something failed that the user's input does not explain."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a storyboard, pinned to where it was written.
+
+    >>> str(Problem("story.yaml", 14, 9, "scenes[0].shots[2].duration", "0s must be > 0", "set a duration such as 4s"))
+    'story.yaml:14:9: scenes[0].shots[2].duration: 0s must be > 0; set a duration such as 4s'
+    """
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{text}; {self.fix}" if self.fix else text
+
+
+class StoryboardError(UserError):
+    """One or more problems in a storyboard, reported together so the user can fix them in one pass."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        if not problems:
+            raise ValueError("StoryboardError needs at least one problem")
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def single(
+        cls, file: str | Path, line: int | None, column: int | None, field: str, message: str, fix: str = ""
+    ) -> StoryboardError:
+        return cls([Problem(str(file), line, column, field, message, fix)])
+
+    @staticmethod
+    def raise_if_any(problems: Iterable[Problem]) -> None:
+        problems = list(problems)
+        if problems:
+            raise StoryboardError(problems)
+
+
+class BackendNotFound(UserError):
+    """No generator or enhancer is registered under the requested name."""
+
+
+class MissingExtra(UserError):
+    """A backend needs packages from an optional extra.
+
+    >>> str(MissingExtra("skyreels", "diffusers", "the skyreels generator"))
+    "the skyreels generator needs diffusers, which is not installed; install it with: pip install 'storyreel[skyreels]'"
+    """
+
+    def __init__(self, extra: str, package: str, needed_by: str):
+        self.extra = extra
+        self.package = package
+        super().__init__(
+            f"{needed_by} needs {package}, which is not installed; "
+            f"install it with: pip install 'storyreel[{extra}]'"
+        )
+
+
+class ModelNotFound(UserError):
+    """A model named by the storyboard or the command line cannot be found on this machine."""
+
+
+class GenerationError(InternalError):
+    """A generator failed while producing a shot."""
+
+
+class AssemblyError(InternalError):
+    """Writing a shot or the film failed."""

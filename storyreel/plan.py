@@ -1,0 +1,564 @@
+"""Stage 2b of a render: the frame plan.
+
+Turns each shot's duration into a frame count SkyReels-V2 diffusion forcing can produce exactly,
+and works out the window schedule the generator will run: how many latent frames each window
+holds, how many of them are a clean conditioning prefix, and how many rows the per-frame
+timestep matrix has (one transformer call per row, two with classifier-free guidance). The
+numbers follow the SkyReels-V2 reference implementation for the same settings.
+
+Frame arithmetic (the Wan VAE has temporal stride 4 and encodes the first frame alone):
+
+* ``latent = (pixel - 1) // 4 + 1``; a fresh shot is ``4k + 1`` frames.
+* A continuing shot is generated as ``overlap_history + new`` frames whose first
+  ``overlap_history`` are its parent's tail, so its ``new`` frames are a multiple of 4.
+* With ``L`` latent frames, ``B`` per window and ``O`` of overlap, there are
+  ``1 + (L - B - 1) // (B - O) + 1`` windows (one when ``L <= B``); window ``i`` holds
+  ``min(L - i * (B - O), B)`` latent frames and, after the first, starts from ``O`` clean ones.
+* Every window and prefix must be a whole number of causal blocks, or the model leaves frames as
+  noise (or drops the prefix): shots are snapped so that this always holds.
+
+>>> [w.latent_frames for w in window_schedule(latent_frames=60, base_latent=25, overlap_latent=5,
+...     first_prefix=0, steps=30, ar_step=0, causal_block_size=1)]
+[25, 25, 20]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import Problem, StoryboardError
+from .graph import build_graph
+from .storyboard import (
+    DEFAULT_NEGATIVE_PROMPT,
+    GENERATION_DEFAULTS,
+    Camera,
+    Shot,
+    Storyboard,
+    resolution_size,
+)
+from .yaml_source import Path_
+
+Mode = Literal["fresh", "image", "continue"]
+DEFAULT_TRANSITION_SECONDS = 0.5
+VAE_TEMPORAL_STRIDE = 4
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Window(_Frozen):
+    """One diffusion-forcing window: the latent frames it denoises together."""
+
+    latent_frames: int = Field(description="latent frames in the window, prefix included")
+    prefix_latent_frames: int = Field(description="clean latent frames it is conditioned on")
+    denoise_steps: int = Field(
+        description="rows of the per-frame timestep matrix: transformer calls without CFG"
+    )
+
+
+class GenerationSettings(_Frozen):
+    """A shot's effective generation settings, every inherited value filled in."""
+
+    model: str | None
+    resolution: str
+    width: int
+    height: int
+    fps: int
+    steps: int
+    guidance_scale: float
+    shift: float
+    base_num_frames: int
+    overlap_history: int
+    addnoise_condition: int
+    ar_step: int
+    causal_block_size: int
+    seed: int
+    negative_prompt: str
+
+    @property
+    def passes_per_step(self) -> int:
+        """Transformer calls per timestep-matrix row: classifier-free guidance runs a second, unconditional pass."""
+        return 2 if self.guidance_scale > 1 else 1
+
+
+class ShotPlan(_Frozen):
+    id: str
+    scene: str
+    timeline_index: int
+    mode: Mode
+    frames: int = Field(description="the shot's own new frames (never the parent's conditioning frames)")
+    requested_frames: int
+    fps: int
+    width: int
+    height: int
+    seconds: float
+    conditioned_on: str | None
+    transition: str
+    transition_frames: int = Field(description="frames a dissolve overlaps, or a fade lasts")
+    film_start_frame: int = Field(description="the film frame this shot starts on")
+    prompt: str = Field(description="the prompt with character descriptions filled in")
+    setting: str | None
+    caption: str | None
+    camera: Camera | None
+    characters: list[str]
+    image: str | None = Field(description="absolute path of the start image, for image-to-video shots")
+    seed: int
+    settings: GenerationSettings
+    windows: list[Window]
+    dit_passes: int
+
+    @property
+    def latent_frames(self) -> int:
+        """Latent frames generated, the conditioning prefix of a continuing shot included."""
+        total = self.frames + (self.settings.overlap_history if self.mode == "continue" else 0)
+        return (total - 1) // VAE_TEMPORAL_STRIDE + 1
+
+
+class Estimate(_Frozen):
+    dit_passes: int
+    transformer_tflop: float | None = Field(description="transformer FLOPs for the whole film, in 10^12")
+    h100_minutes: float | None = Field(description="rough time on one H100 at 40% of its bf16 peak")
+    architecture: str | None
+
+
+class FilmPlan(_Frozen):
+    title: str
+    width: int
+    height: int
+    fps: int
+    film_frames: int
+    film_seconds: float
+    render_order: list[str]
+    timeline: list[str]
+    chains: list[list[str]]
+    shots: list[ShotPlan]
+    estimate: Estimate
+    notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
+
+    def shot(self, shot_id: str) -> ShotPlan:
+        for shot in self.shots:
+            if shot.id == shot_id:
+                return shot
+        raise KeyError(shot_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``storyreel plan --json`` document."""
+        return self.model_dump(mode="json")
+
+
+# --- the diffusion-forcing schedule ---------------------------------------------------------------------------
+
+
+def latent_count(pixel_frames: int) -> int:
+    return (pixel_frames - 1) // VAE_TEMPORAL_STRIDE + 1
+
+
+def timestep_rows(num_blocks: int, prefix_blocks: int, steps: int, ar_step: int) -> int:
+    """Rows of the diffusion-forcing timestep matrix for one window.
+
+    Each causal block counts the denoising steps it has taken. A row advances the first block by
+    one; a later block advances by one once the block before it is fully denoised, and otherwise
+    trails it by ``ar_step`` (so ``ar_step = 0`` moves every block together: synchronous). Prefix
+    blocks start fully denoised. Rows are produced until every block has taken ``steps`` steps.
+    This follows the rule of the reference ``generate_timestep_matrix``, counting only.
+
+    >>> timestep_rows(25, 0, 30, 0), timestep_rows(5, 0, 30, 5), timestep_rows(5, 1, 30, 5)
+    (30, 50, 45)
+    """
+    if steps < 1 or num_blocks < 1 or not 0 <= prefix_blocks <= num_blocks:
+        raise ValueError(f"bad window: {num_blocks} blocks, {prefix_blocks} prefix, {steps} steps")
+    finished = steps + 1  # the counter's ceiling: past the last step
+    row = [finished] * prefix_blocks + [0] * (num_blocks - prefix_blocks)
+    rows = 0
+    while any(count < steps for count in row):
+        advanced: list[int] = []
+        for i in range(num_blocks):
+            if i == 0 or row[i - 1] >= steps:
+                advanced.append(row[i] + 1)
+            else:
+                advanced.append(advanced[i - 1] - ar_step)
+        row = [min(max(count, 0), finished) for count in advanced]
+        rows += 1
+    return rows
+
+
+def window_schedule(
+    *,
+    latent_frames: int,
+    base_latent: int,
+    overlap_latent: int,
+    first_prefix: int,
+    steps: int,
+    ar_step: int,
+    causal_block_size: int,
+) -> list[Window]:
+    """The windows diffusion forcing runs to produce ``latent_frames`` latent frames.
+
+    ``first_prefix`` is the first window's clean prefix: 0 for text-to-video, 1 for an image, and
+    the overlap for a continuing shot. Prefixes are cut to whole causal blocks, as the model does.
+    """
+    if latent_frames <= base_latent:
+        lengths = [latent_frames]
+    else:
+        stride = base_latent - overlap_latent
+        count = 1 + (latent_frames - base_latent - 1) // stride + 1
+        lengths = [min(latent_frames - i * stride, base_latent) for i in range(count)]
+    windows = []
+    for i, length in enumerate(lengths):
+        prefix = first_prefix if i == 0 else overlap_latent
+        prefix -= prefix % causal_block_size
+        rows = timestep_rows(length // causal_block_size, prefix // causal_block_size, steps, ar_step)
+        windows.append(Window(latent_frames=length, prefix_latent_frames=prefix, denoise_steps=rows))
+    return windows
+
+
+# --- model size, for the estimate -----------------------------------------------------------------------------
+
+# Wan2.1-style DiT sizes of the SkyReels-V2 releases: (dim, layers, ffn).
+ARCHITECTURES: dict[str, tuple[int, int, int]] = {"1.3B": (1536, 30, 8960), "14B": (5120, 40, 13824)}
+TEXT_TOKENS = 512
+H100_BF16_PEAK_TFLOPS = 989.0
+ASSUMED_MFU = 0.4
+
+
+def architecture_of(
+    model: str | None, base_dir: Path | None = None
+) -> tuple[str, tuple[int, int, int]] | None:
+    """The transformer size behind a model id or folder, read from its name or its transformer/config.json."""
+    if model is None:
+        return None
+    folder = Path(model).expanduser()
+    if base_dir is not None and not folder.is_absolute():
+        folder = base_dir / folder
+    config = folder / "transformer" / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+            dim = int(data["num_attention_heads"]) * int(data["attention_head_dim"])
+            return f"{dim}d/{data['num_layers']}L", (dim, int(data["num_layers"]), int(data["ffn_dim"]))
+        except (ValueError, KeyError, OSError):
+            return None
+    for name, arch in ARCHITECTURES.items():
+        if f"-{name}-" in model or model.endswith(f"-{name}"):
+            return name, arch
+    return None
+
+
+def transformer_flops(arch: tuple[int, int, int], latent_frames: int, width: int, height: int) -> float:
+    """FLOPs of one transformer forward over a window (patch 1x2x2 on the 8x VAE grid: 16 px per token side).
+
+    Per layer: self-attention projections 8Nd^2 and scores 4N^2d, cross-attention 4Nd^2 + 4Td^2 + 4NTd,
+    feed-forward 4Ndf, for N video tokens and T text tokens.
+    """
+    dim, layers, ffn = arch
+    n = latent_frames * (height // 16) * (width // 16)
+    t = TEXT_TOKENS
+    per_layer = 12 * n * dim**2 + 4 * n * n * dim + 4 * t * dim**2 + 4 * n * t * dim + 4 * n * dim * ffn
+    return float(layers * per_layer)
+
+
+# --- planning a film ------------------------------------------------------------------------------------------
+
+
+def derive_seed(film_seed: int, shot_id: str) -> int:
+    """A shot's own seed, stable across runs and independent of the other shots.
+
+    >>> derive_seed(42, "glide") == derive_seed(42, "glide") != derive_seed(42, "dip")
+    True
+    """
+    digest = hashlib.sha256(f"{film_seed}:{shot_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _nearest_by(candidates: list[int], frames_of: Callable[[int], int], requested: int) -> int:
+    # The candidate whose frame count is nearest; a tie goes to the longer one, so rounding never cuts a shot short.
+    return min(candidates, key=lambda c: (abs(frames_of(c) - requested), -c))
+
+
+def snap_frames(requested: int, mode: Mode, overlap_history: int, causal_block_size: int) -> int:
+    """The valid frame count nearest to ``requested``.
+
+    A fresh or image shot has ``4(L - 1) + 1`` frames with ``L`` a multiple of the causal block size
+    (at least 2 latent frames); a continuing shot has ``4K`` new frames with ``K`` a multiple of it.
+
+    >>> snap_frames(96, "fresh", 17, 1), snap_frames(84, "continue", 17, 1), snap_frames(84, "continue", 17, 5)
+    (97, 84, 80)
+    """
+    block = causal_block_size
+    if mode == "continue":
+        low = max(block, requested // VAE_TEMPORAL_STRIDE // block * block)
+        best = _nearest_by([low, low + block], lambda k: VAE_TEMPORAL_STRIDE * k, requested)
+        return VAE_TEMPORAL_STRIDE * best
+    minimum = block * math.ceil(2 / block)
+    target_latent = (requested - 1) / VAE_TEMPORAL_STRIDE + 1
+    low = max(minimum, math.floor(target_latent / block) * block)
+    best = _nearest_by([low, low + block], lambda latent: VAE_TEMPORAL_STRIDE * (latent - 1) + 1, requested)
+    return VAE_TEMPORAL_STRIDE * (best - 1) + 1
+
+
+def _settings_for(
+    board: Storyboard, shot: Shot, film_seed: int | None
+) -> tuple[dict[str, Any], dict[str, Path_ | None]]:
+    values: dict[str, Any] = {}
+    where: dict[str, Path_ | None] = {}
+    for key in GENERATION_DEFAULTS:
+        values[key], where[key] = board.setting(shot, key)
+    seed_path = where["seed"]
+    if seed_path is not None and seed_path[2:3] == ("shots",):
+        return values, where  # a seed set on the shot itself is used as written
+    values["seed"] = derive_seed(film_seed if film_seed is not None else values["seed"], shot.id)
+    return values, where
+
+
+def _setting_problem(
+    board: Storyboard, where: dict[str, Path_ | None], key: str, shot: Shot, message: str, fix: str
+) -> Problem:
+    path = where.get(key)
+    if path is None:
+        si, hi, _, _ = board.find_shot(shot.id)
+        path = ("scenes", si, "shots", hi)
+        message = f"shot '{shot.id}': {message} (with the default {key}: {GENERATION_DEFAULTS[key]})"
+    else:
+        message = f"shot '{shot.id}': {message}"
+    return board.problem(path, message, fix)
+
+
+def _block_fixes(block: int, what: str) -> str:
+    if what == "base_num_frames":
+        options = [4 * (k - 1) + 1 for k in range(block, 40, block) if 4 * (k - 1) + 1 >= 41][:3]
+    else:
+        options = [4 * (k - 1) + 1 for k in range(block, 20, block)][:2]
+    return f"use {what} " + " or ".join(str(o) for o in options) + ", or another causal_block_size"
+
+
+def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool = False) -> FilmPlan:
+    """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
+
+    ``seed`` replaces the film seed (``--seed``). Raises StoryboardError listing every problem.
+
+    >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
+    >>> plan.shot("glide").windows  # doctest: +SKIP
+    [Window(latent_frames=25, prefix_latent_frames=0, denoise_steps=30)]
+    """
+    board.check(allow_outside=allow_outside)
+    graph = build_graph(board)
+    problems: list[Problem] = []
+    notes: list[str] = []
+    width, height = resolution_size(board.generation.resolution or GENERATION_DEFAULTS["resolution"])
+    fps = board.generation.fps or GENERATION_DEFAULTS["fps"]
+
+    shots: dict[str, ShotPlan] = {}
+    for shot_id in graph.render_order:
+        node = graph.nodes[shot_id]
+        shot = board.scenes[node.scene_index].shots[node.shot_index]
+        values, where = _settings_for(board, shot, seed)
+        mode: Mode = "continue" if node.conditioned_on else "image" if shot.image else "fresh"
+
+        if mode == "image" and (values["ar_step"] or values["causal_block_size"] != 1):
+            notes.append(
+                f"shot '{shot_id}' starts from an image, so it renders synchronously (ar_step 0, causal_block_size 1)"
+                " to keep the image as its first frame"
+            )
+            values["ar_step"], values["causal_block_size"] = 0, 1
+        block = values["causal_block_size"]
+        base_latent = latent_count(values["base_num_frames"])
+        overlap_latent = latent_count(values["overlap_history"])
+        bad = False
+        if values["overlap_history"] >= values["base_num_frames"]:
+            problems.append(
+                _setting_problem(
+                    board,
+                    where,
+                    "overlap_history",
+                    shot,
+                    f"overlap_history {values['overlap_history']} must be smaller than base_num_frames "
+                    f"{values['base_num_frames']}",
+                    "use overlap_history 17 (or 37 with base_num_frames 97)",
+                )
+            )
+            bad = True
+        if base_latent % block:
+            problems.append(
+                _setting_problem(
+                    board,
+                    where,
+                    "base_num_frames",
+                    shot,
+                    f"base_num_frames {values['base_num_frames']} is {base_latent} latent frames, "
+                    f"not a multiple of causal_block_size {block}",
+                    _block_fixes(block, "base_num_frames"),
+                )
+            )
+            bad = True
+        if overlap_latent % block:
+            problems.append(
+                _setting_problem(
+                    board,
+                    where,
+                    "overlap_history",
+                    shot,
+                    f"overlap_history {values['overlap_history']} is {overlap_latent} latent frames, "
+                    f"not a multiple of causal_block_size {block}",
+                    _block_fixes(block, "overlap_history"),
+                )
+            )
+            bad = True
+        if values["addnoise_condition"] > 60:
+            notes.append(
+                f"shot '{shot_id}': addnoise_condition {values['addnoise_condition']} is high and can break consistency"
+                " between windows; 20 is recommended"
+            )
+
+        requested = shot.frames if shot.frames is not None else max(1, round((shot.duration or 0) * fps))
+        frames = snap_frames(requested, mode, values["overlap_history"], block)
+        if frames != requested:
+            asked = (
+                f"{shot.duration:g}s ({requested} frames)"
+                if shot.duration is not None
+                else f"{requested} frames"
+            )
+            kind = "new frames" if mode == "continue" else "frames"
+            notes.append(f"shot '{shot_id}': {asked} snapped to {frames} {kind} ({frames / fps:.2f}s)")
+
+        if node.conditioned_on is not None and node.conditioned_on in shots:
+            parent = shots[node.conditioned_on]
+            available = parent.frames + (parent.settings.overlap_history if parent.mode == "continue" else 0)
+            if available < values["overlap_history"]:
+                problems.append(
+                    _setting_problem(
+                        board,
+                        where,
+                        "overlap_history",
+                        shot,
+                        f"needs the last {values['overlap_history']} frames of '{parent.id}', which has only {available}",
+                        f"lengthen '{parent.id}' to at least {values['overlap_history'] / fps:.2f}s, or lower overlap_history",
+                    )
+                )
+                bad = True
+
+        settings = GenerationSettings(
+            width=width,
+            height=height,
+            negative_prompt=board.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+            **values,
+        )
+        windows: list[Window] = []
+        if not bad:
+            total_latent = latent_count(frames + (values["overlap_history"] if mode == "continue" else 0))
+            windows = window_schedule(
+                latent_frames=total_latent,
+                base_latent=base_latent,
+                overlap_latent=overlap_latent,
+                first_prefix={"fresh": 0, "image": 1, "continue": overlap_latent}[mode],
+                steps=values["steps"],
+                ar_step=values["ar_step"],
+                causal_block_size=block,
+            )
+        transition_seconds = shot.transition_duration or DEFAULT_TRANSITION_SECONDS
+        shots[shot_id] = ShotPlan(
+            id=shot_id,
+            scene=node.scene,
+            timeline_index=node.timeline_index,
+            mode=mode,
+            frames=frames,
+            requested_frames=requested,
+            fps=fps,
+            width=width,
+            height=height,
+            seconds=round(frames / fps, 2),
+            conditioned_on=node.conditioned_on,
+            transition=node.transition,
+            transition_frames=max(1, round(transition_seconds * fps))
+            if node.transition in ("dissolve", "fade")
+            else 0,
+            film_start_frame=0,
+            prompt=board.expanded_prompt(shot),
+            setting=board.expand(board.scenes[node.scene_index].setting or "") or None,
+            caption=shot.caption,
+            camera=shot.camera,
+            characters=board.shot_characters(shot),
+            image=str(board.resolve_asset(shot.image)) if shot.image else None,
+            seed=values["seed"],
+            settings=settings,
+            windows=windows,
+            dit_passes=sum(w.denoise_steps for w in windows) * settings.passes_per_step,
+        )
+    StoryboardError.raise_if_any(problems)
+
+    timeline_plans = _place_on_timeline([shots[s] for s in graph.timeline])
+    by_id = {plan.id: plan for plan in timeline_plans}
+    film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
+    return FilmPlan(
+        title=board.title,
+        width=width,
+        height=height,
+        fps=fps,
+        film_frames=film_frames,
+        film_seconds=round(film_frames / fps, 2),
+        render_order=graph.render_order,
+        timeline=graph.timeline,
+        chains=graph.chains,
+        shots=[by_id[s] for s in graph.timeline],
+        estimate=_estimate(board, timeline_plans),
+        notes=notes,
+    )
+
+
+def _place_on_timeline(plans: list[ShotPlan]) -> list[ShotPlan]:
+    """Fix each shot's transition length and its first film frame; a dissolve overlaps the shot before it."""
+    placed: list[ShotPlan] = []
+    cursor = 0
+    for index, plan in enumerate(plans):
+        frames = plan.transition_frames
+        if plan.transition in ("dissolve", "fade"):
+            limit = plan.frames // 2
+            if index > 0:
+                limit = min(limit, placed[-1].frames // 2)
+            frames = max(1, min(frames, limit))
+        if index == 0 and plan.transition == "dissolve":
+            plan = plan.model_copy(
+                update={"transition": "fade"}
+            )  # nothing to dissolve from: fade in from black
+        start = cursor - (frames if plan.transition == "dissolve" and index > 0 else 0)
+        plan = plan.model_copy(update={"transition_frames": frames, "film_start_frame": start})
+        placed.append(plan)
+        cursor = start + plan.frames
+    return placed
+
+
+def _estimate(board: Storyboard, plans: list[ShotPlan]) -> Estimate:
+    passes = sum(plan.dit_passes for plan in plans)
+    total = 0.0
+    names = set()
+    for plan in plans:
+        found = architecture_of(plan.settings.model, board.base_dir)
+        if found is None:
+            if plan.settings.model is not None:
+                return Estimate(
+                    dit_passes=passes, transformer_tflop=None, h100_minutes=None, architecture=None
+                )
+            continue
+        name, arch = found
+        names.add(name)
+        per_row = sum(
+            w.denoise_steps * transformer_flops(arch, w.latent_frames, plan.width, plan.height)
+            for w in plan.windows
+        )
+        total += per_row * plan.settings.passes_per_step
+    if not names:
+        return Estimate(dit_passes=passes, transformer_tflop=None, h100_minutes=None, architecture=None)
+    seconds = total / (H100_BF16_PEAK_TFLOPS * 1e12 * ASSUMED_MFU)
+    return Estimate(
+        dit_passes=passes,
+        transformer_tflop=round(total / 1e12, 1),
+        h100_minutes=round(seconds / 60, 1),
+        architecture=", ".join(sorted(names)),
+    )

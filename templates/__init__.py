@@ -1,0 +1,1 @@
+"""Storyboard templates that `storyreel new --template NAME` starts a film from."""
