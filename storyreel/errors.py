@@ -69,7 +69,8 @@ class StoryboardError(UserError):
     def __init__(self, problems: Sequence[Problem]):
         if not problems:
             raise ValueError("StoryboardError needs at least one problem")
-        self.problems = list(problems)
+        # In file order, so the user can fix them top to bottom; problems without a position keep their order.
+        self.problems = sorted(problems, key=lambda p: (p.line is None, p.line or 0, p.column or 0))
         super().__init__("\n".join(str(p) for p in self.problems))
 
     @classmethod

@@ -321,12 +321,19 @@ def _settings_for(
 def _setting_problem(
     board: Storyboard, where: dict[str, Path_ | None], key: str, shot: Shot, message: str, fix: str
 ) -> Problem:
+    """A problem with a generation setting, pinned to where the setting was written.
+
+    A setting written once for the film (or a scene) is reported once, not once per shot inheriting it.
+    """
     path = where.get(key)
     if path is None:
         si, hi, _, _ = board.find_shot(shot.id)
-        path = ("scenes", si, "shots", hi)
-        message = f"shot '{shot.id}': {message} (with the default {key}: {GENERATION_DEFAULTS[key]})"
-    else:
+        return board.problem(
+            ("scenes", si, "shots", hi),
+            f"shot '{shot.id}': {message} (with the default {key}: {GENERATION_DEFAULTS[key]})",
+            fix,
+        )
+    if path[2:3] == ("shots",):
         message = f"shot '{shot.id}': {message}"
     return board.problem(path, message, fix)
 
@@ -339,10 +346,13 @@ def _block_fixes(block: int, what: str) -> str:
     return f"use {what} " + " or ".join(str(o) for o in options) + ", or another causal_block_size"
 
 
-def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool = False) -> FilmPlan:
+def plan_film(
+    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+) -> FilmPlan:
     """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
 
-    ``seed`` replaces the film seed (``--seed``). Raises StoryboardError listing every problem.
+    ``seed`` replaces the film seed (``--seed``) and ``model`` every shot's model (``--model``).
+    Raises StoryboardError listing every problem.
 
     >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
     >>> plan.shot("glide").windows  # doctest: +SKIP
@@ -360,6 +370,8 @@ def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool
         node = graph.nodes[shot_id]
         shot = board.scenes[node.scene_index].shots[node.shot_index]
         values, where = _settings_for(board, shot, seed)
+        if model is not None:
+            values["model"] = model
         mode: Mode = "continue" if node.conditioned_on else "image" if shot.image else "fresh"
 
         if mode == "image" and (values["ar_step"] or values["causal_block_size"] != 1):
@@ -462,6 +474,10 @@ def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool
                 ar_step=values["ar_step"],
                 causal_block_size=block,
             )
+        if len(windows) > 1:
+            notes += _last_window_hint(
+                shot_id, mode, frames, fps, windows, base_latent, overlap_latent, block
+            )
         transition_seconds = shot.transition_duration or DEFAULT_TRANSITION_SECONDS
         shots[shot_id] = ShotPlan(
             id=shot_id,
@@ -491,7 +507,7 @@ def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool
             windows=windows,
             dit_passes=sum(w.denoise_steps for w in windows) * settings.passes_per_step,
         )
-    StoryboardError.raise_if_any(problems)
+    StoryboardError.raise_if_any(list(dict.fromkeys(problems)))
 
     timeline_plans = _place_on_timeline([shots[s] for s in graph.timeline])
     by_id = {plan.id: plan for plan in timeline_plans}
@@ -510,6 +526,35 @@ def plan_film(board: Storyboard, *, seed: int | None = None, allow_outside: bool
         estimate=_estimate(board, timeline_plans),
         notes=notes,
     )
+
+
+def _last_window_hint(
+    shot_id: str,
+    mode: Mode,
+    frames: int,
+    fps: int,
+    windows: list[Window],
+    base: int,
+    overlap: int,
+    block: int,
+) -> list[str]:
+    """Say so when a shot's last window adds only a sliver of new frames at the cost of a whole window."""
+    last = windows[-1]
+    new_latent = last.latent_frames - last.prefix_latent_frames
+    if new_latent * 4 > base:
+        return []
+    fitting = base + (len(windows) - 2) * (base - overlap)  # latent frames that fit in one window fewer
+    fewer = (
+        VAE_TEMPORAL_STRIDE * (fitting - overlap)
+        if mode == "continue"
+        else VAE_TEMPORAL_STRIDE * (fitting - 1) + 1
+    )
+    saved = last.denoise_steps
+    return [
+        f"shot '{shot_id}': its {frames} {'new ' if mode == 'continue' else ''}frames need {len(windows)} windows, the last adding only "
+        f"{VAE_TEMPORAL_STRIDE * new_latent} frames; {fewer} frames ({fewer / fps:.2f}s) would take one window "
+        f"fewer and save {saved} denoising steps"
+    ]
 
 
 def _place_on_timeline(plans: list[ShotPlan]) -> list[ShotPlan]:

@@ -343,6 +343,7 @@ class Storyboard(_Model):
     _path: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
     _rendered: bool = PrivateAttr(False)
+    _display: str | None = PrivateAttr(None)
 
     @field_validator("storyreel")
     @classmethod
@@ -375,10 +376,8 @@ class Storyboard(_Model):
 
     @property
     def display_name(self) -> str:
-        if self._path is None:
-            return "<storyboard>"
-        name = str(self._path)
-        return f"{name} (rendered)" if self._rendered else name
+        """How messages name this storyboard: its file (marked "(rendered)" for a template), or <storyboard>."""
+        return self._display or "<storyboard>"
 
     def problem(self, path: Path_, message: str, fix: str = "", *, key: bool = False) -> Problem:
         """A Problem pinned to where ``path`` was written (or its nearest ancestor)."""
@@ -672,6 +671,7 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 
 
 def _suggest(name: str, known: list[str], what: str) -> str:
+    known = list(dict.fromkeys(known))
     close = difflib.get_close_matches(name, known, n=1)
     if close:
         return f"did you mean '{close[0]}'?"
@@ -682,6 +682,14 @@ def _suggest(name: str, known: list[str], what: str) -> str:
 
 def _prompt_environment() -> jinja2.sandbox.SandboxedEnvironment:
     return jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def storyboard_schema() -> dict[str, Any]:
+    """JSON Schema of the storyboard format, for editors (YAML language servers read it)."""
+    schema = Storyboard.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "storyreel storyboard"
+    return schema
 
 
 # --- loading --------------------------------------------------------------------------------------------------
@@ -725,7 +733,6 @@ def load_storyboard(
         )
     board = parse_storyboard(text, display, base_dir=path.resolve().parent, templated=templated)
     board._path = path
-    board._rendered = templated and display.endswith("(rendered)")
     board.check(allow_outside=allow_outside)
     return board
 
@@ -756,6 +763,8 @@ def parse_storyboard(
         raise StoryboardError(_problems_from_validation(exc, source, data)) from None
     board._source = source
     board._base_dir = base_dir
+    board._rendered = templated
+    board._display = file
     return board
 
 

@@ -135,7 +135,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             node = loader.get_single_node()
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as exc:
+        if node is None:
+            return None, source
+        builder = _Builder(source)
+        data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:  # syntax errors, and tags no safe constructor accepts
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = exc.problem or "invalid YAML"
@@ -151,9 +155,5 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         ) from None
     except yaml.YAMLError as exc:
         raise StoryboardError.single(file, None, None, "", f"YAML error: {exc}", "") from None
-    if node is None:
-        return None, source
-    builder = _Builder(source)
-    data = builder.build(node, ())
     StoryboardError.raise_if_any(builder.problems)
     return data, source

@@ -1,0 +1,71 @@
+"""Shared fixtures: storyboards written to temporary folders, and the gpu/slow markers."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = config.getoption("--run-slow")
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture
+def write_story(tmp_path: Path):
+    """Write a storyboard (YAML text, dedented, or a dict) into a temporary folder and return its path."""
+
+    def write(content: str | dict[str, Any], name: str = "story.yaml") -> Path:
+        path = tmp_path / name
+        text = yaml.safe_dump(content, sort_keys=False) if isinstance(content, dict) else textwrap.dedent(content)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def small_board(**generation: Any) -> dict[str, Any]:
+    """A two-scene storyboard at a tiny size, as a dict: a chain of three shots and a cut-away."""
+    return {
+        "storyreel": 1,
+        "title": "Small",
+        "generation": {"resolution": "64x64", "fps": 8, **generation},
+        "characters": {"swan": {"description": "a white swan"}},
+        "scenes": [
+            {
+                "id": "lake",
+                "setting": "a lake at dawn",
+                "shots": [
+                    {"id": "glide", "prompt": "{{ swan }} glides", "duration": "3s", "caption": "Dawn."},
+                    {"id": "dip", "prompt": "{{ swan }} dips its head", "duration": "2s"},
+                ],
+            },
+            {
+                "id": "reeds",
+                "shots": [
+                    {"id": "heron", "prompt": "a heron in the reeds", "duration": "2s", "transition": "dissolve"},
+                    {"id": "rise", "prompt": "{{ swan }} rises", "duration": "2s", "continues": "dip"},
+                ],
+            },
+        ],
+    }
