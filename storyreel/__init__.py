@@ -23,7 +23,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 from .errors import StoryboardError, StoryreelError, UserError
 from .graph import build_graph
+from .manifest import Manifest
 from .plan import FilmPlan, ShotPlan, plan_film
+from .rendering import RenderProgress, render
 from .storyboard import Camera, Character, Generation, Scene, Shot, Storyboard, load_storyboard
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "Character",
     "FilmPlan",
     "Generation",
+    "Manifest",
+    "RenderProgress",
     "Scene",
     "Shot",
     "ShotPlan",
@@ -42,4 +46,5 @@ __all__ = [
     "build_graph",
     "load_storyboard",
     "plan_film",
+    "render",
 ]

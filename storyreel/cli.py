@@ -1,0 +1,379 @@
+"""The ``storyreel`` command. Each command parses its arguments and makes one library call.
+
+Exit codes: 0 ok, 1 the user's input is wrong (a message, no traceback), 2 internal failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import StoryreelError
+
+app = typer.Typer(
+    name="storyreel",
+    help="Turn a YAML storyboard into a film with SkyReels-V2 diffusion forcing.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output (CI logs, `| less`) gets a wide console instead of rich's 80 columns, so tables do not wrap.
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+_internal_failure = False
+
+Story = Annotated[
+    Path, typer.Argument(help="storyboard file (.yaml, or a .yaml.j2 template)", show_default=False)
+]
+AllowOutside = Annotated[
+    bool, typer.Option("--allow-outside", help="let asset paths point outside the storyboard's folder")
+]
+Vars = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="template variable NAME=VALUE for a .yaml.j2 storyboard (repeatable)"),
+]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Print expected errors as messages (exit 1, or 2 for internal ones); never a traceback unless asked."""
+    global _internal_failure
+    try:
+        yield
+    except StoryreelError as exc:
+        for line in str(exc).splitlines():
+            err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+        if exc.exit_code == 2:
+            _internal_failure = True
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: shots already written are kept in the render folder")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _internal_failure = True
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+        if os.environ.get("STORYREEL_DEBUG"):
+            err.print(escape(traceback.format_exc()))
+        else:
+            err.print("this is a bug in storyreel; set STORYREEL_DEBUG=1 to see the traceback")
+        raise typer.Exit(2) from None
+
+
+def _template_vars(assignments: list[str] | None) -> dict[str, Any] | None:
+    from .templating import parse_var
+
+    return dict(parse_var(a) for a in assignments) if assignments else None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"storyreel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Turn a YAML storyboard into a film with SkyReels-V2 diffusion forcing."""
+
+
+@app.command()
+def render(
+    story: Story,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="render folder [default: ./renders/<storyboard stem>/]")
+    ] = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(help="generator backend [default: skyreels when a model is set, else animatic]"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(envvar="STORYREEL_MODEL", help="model folder or hub id, for every shot"),
+    ] = None,
+    enhancer: Annotated[
+        str | None, typer.Option(help="prompt enhancer: none, template, ... [default: the storyboard's]")
+    ] = None,
+    enhancer_url: Annotated[
+        str | None,
+        typer.Option(envvar="STORYREEL_ENHANCER_URL", help="OpenAI-compatible endpoint for the enhancer"),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="render only these shots (and those they continue); repeat or separate with commas"
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="film seed, replacing the storyboard's")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(envvar="STORYREEL_DEVICE", help="cuda, cuda:1, cpu [default: best available]"),
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="bfloat16, float16 or float32 [default: per device]")
+    ] = None,
+    offload: Annotated[bool, typer.Option(help="keep model weights on the CPU between uses")] = False,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
+) -> None:
+    """Render STORY into a film: film.mp4, shots/*.mp4, film.srt and manifest.json."""
+    from .rendering import default_out_dir
+    from .rendering import render as render_film
+
+    with _errors():
+        shots = [s.strip() for item in (only or []) for s in item.split(",") if s.strip()] or None
+        with _RichProgress() as progress:
+            manifest = render_film(
+                story,
+                out_dir,
+                generator=generator,
+                model=model,
+                enhancer=enhancer,
+                enhancer_url=enhancer_url,
+                only=shots,
+                seed=seed,
+                allow_outside=allow_outside,
+                template_vars=_template_vars(var),
+                device=device,
+                dtype=dtype,
+                offload=offload,
+                progress=progress,
+            )
+        if json_output:
+            out.print_json(data=manifest.model_dump(mode="json"))
+        else:
+            folder = out_dir or default_out_dir(story)
+            if manifest.film is not None:
+                film = manifest.film
+                err.print(
+                    f"[green]done:[/] {folder / film.path}  {film.frames} frames, {film.seconds:.2f}s, "
+                    f"{film.width}x{film.height}" + (", with audio" if film.has_audio else "")
+                )
+            else:
+                err.print(f"[green]done:[/] {len(manifest.shots)} shot(s) in {folder / 'shots'}")
+
+
+class _RichProgress:
+    """Render progress as rich bars on stderr: shots overall, the current shot's steps, the film's frames."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from .rendering import RenderProgress
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        bars = self.bars
+        tasks: dict[str, Any] = {}
+
+        class Reporter(RenderProgress):
+            def note(self, message: str) -> None:
+                bars.console.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True)
+
+            def stage(self, name: str, detail: str = "") -> None:
+                suffix = f" ({detail})" if detail else ""
+                bars.console.print(f"[bold]{name}[/]{escape(suffix)}")
+
+            def shot_started(self, shot: Any, index: int, total: int) -> None:
+                if "shots" not in tasks:
+                    tasks["shots"] = bars.add_task("shots", total=total)
+                bars.update(tasks["shots"], completed=index - 1)
+                if "steps" in tasks:
+                    bars.remove_task(tasks.pop("steps"))
+                tasks["steps"] = bars.add_task(f"  {shot.id}", total=None)
+
+            def shot_progress(self, event: Any) -> None:
+                if "steps" in tasks:
+                    bars.update(
+                        tasks["steps"],
+                        description=f"  {event.shot_id} · {event.stage}",
+                        completed=event.completed,
+                        total=event.total,
+                    )
+
+            def shot_finished(self, shot: Any, entry: Any) -> None:
+                bars.advance(tasks["shots"])
+                bars.console.print(
+                    f"  [green]✓[/] {shot.id}  {entry.frames} frames"
+                    + (f", {entry.dit_passes} passes" if entry.dit_passes else "")
+                    + f", {entry.seconds_generating:.1f}s"
+                )
+
+            def film_progress(self, done: int, total: int) -> None:
+                if "film" not in tasks:
+                    for key in ("steps", "shots"):
+                        if key in tasks:
+                            bars.remove_task(tasks.pop(key))
+                    tasks["film"] = bars.add_task("film.mp4", total=total)
+                bars.update(tasks["film"], completed=done, total=total)
+
+        self.reporter = Reporter()
+
+    def __enter__(self) -> Any:
+        self.bars.start()
+        return self.reporter
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+
+@app.command()
+def validate(story: Story, allow_outside: AllowOutside = False, var: Vars = None) -> None:
+    """Check STORY; exit 0, or 1 with file:line:col messages for every problem."""
+    from .plan import plan_film
+    from .storyboard import load_storyboard
+
+    with _errors():
+        board = load_storyboard(story, allow_outside=allow_outside, template_vars=_template_vars(var))
+        plan = plan_film(board, allow_outside=allow_outside)
+        for note in plan.notes:
+            err.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
+        out.print(
+            f"[green]ok[/] {story}: {len(board.scenes)} scene(s), {len(plan.shots)} shot(s), "
+            f"{plan.film_frames} frames ({plan.film_seconds:.2f}s at {plan.fps} fps, {plan.width}x{plan.height})"
+        )
+
+
+@app.command()
+def plan(
+    story: Story,
+    json_output: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    seed: Annotated[int | None, typer.Option(help="film seed, replacing the storyboard's")] = None,
+    model: Annotated[
+        str | None, typer.Option(envvar="STORYREEL_MODEL", help="model for every shot (for the estimate)")
+    ] = None,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+) -> None:
+    """Show the shot graph, timeline, frames, diffusion-forcing windows, transformer passes and an estimate."""
+    from .plan import plan_film
+    from .storyboard import load_storyboard
+
+    with _errors():
+        board = load_storyboard(story, allow_outside=allow_outside, template_vars=_template_vars(var))
+        film = plan_film(board, seed=seed, model=model, allow_outside=allow_outside)
+        if json_output:
+            out.print_json(json.dumps(film.to_json()))
+            return
+        _print_plan(film)
+
+
+def _print_plan(film: Any) -> None:
+    out.print(
+        f"[bold]{escape(film.title)}[/]: {len(film.shots)} shots, {film.film_frames} frames, "
+        f"{film.film_seconds:.2f}s at {film.fps} fps, {film.width}x{film.height}"
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("#", "shot", "scene", "mode", "frames", "seconds", "from", "cut", "windows", "passes"):
+        table.add_column(
+            column, justify="right" if column in ("#", "frames", "seconds", "passes") else "left"
+        )
+    for shot in film.shots:
+        frames = str(shot.frames)
+        if shot.frames != shot.requested_frames:
+            frames += f" (asked {shot.requested_frames})"
+        windows = " ".join(
+            f"{w.latent_frames}/{w.prefix_latent_frames}/{w.denoise_steps}" for w in shot.windows
+        )
+        table.add_row(
+            str(shot.timeline_index),
+            shot.id,
+            shot.scene,
+            shot.mode,
+            frames,
+            f"{shot.seconds:.2f}",
+            shot.conditioned_on or "-",
+            shot.transition,
+            windows,
+            str(shot.dit_passes),
+        )
+    out.print(table)
+    out.print("[dim]windows: latent frames / clean prefix latent frames / denoising steps[/]")
+    out.print("render order: " + " → ".join(film.render_order))
+    out.print("chains: " + escape("  ".join("[" + " → ".join(chain) + "]" for chain in film.chains)))
+    estimate = film.estimate
+    line = f"estimate: {estimate.dit_passes} transformer passes"
+    if estimate.transformer_tflop is not None:
+        line += (
+            f", {estimate.transformer_tflop:,.0f} TFLOP ({estimate.architecture}), "
+            f"about {estimate.h100_minutes:.1f} min on one H100 at 40% of bf16 peak"
+        )
+    out.print(line)
+    for note in film.notes:
+        out.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
+
+
+@app.command()
+def new(
+    file: Annotated[Path, typer.Argument(help="storyboard to create", show_default=False)],
+    template: Annotated[str, typer.Option(help="bundled template (see `storyreel templates`)")] = "short",
+    force: Annotated[bool, typer.Option(help="overwrite FILE if it exists")] = False,
+) -> None:
+    """Start a storyboard from a bundled template."""
+    from .starter import new_storyboard
+
+    with _errors():
+        written = new_storyboard(file, template, force=force)
+        out.print(f"[green]created[/] {written} from the '{template}' template")
+        out.print(f"next: storyreel plan {written}   then: storyreel render {written}")
+
+
+@app.command()
+def templates() -> None:
+    """List the bundled storyboard templates."""
+    from .starter import list_templates
+
+    with _errors():
+        table = Table(box=None, pad_edge=False)
+        table.add_column("template")
+        table.add_column("what it is")
+        for template in list_templates():
+            table.add_row(template.name, template.description)
+        out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the storyboard's JSON Schema (for editor completion and validation)."""
+    from .storyboard import storyboard_schema
+
+    with _errors():
+        sys.stdout.write(json.dumps(storyboard_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    """Console entry point: typer's usage errors (its exit 2) are the user's input, so they exit 1."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 2 and not _internal_failure:
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

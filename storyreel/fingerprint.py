@@ -1,0 +1,66 @@
+"""Fingerprints of shots: a digest of everything that decides a shot's frames.
+
+Two renders that would produce the same frames for a shot give it the same key; changing anything
+that could change them (prompt, seed, settings, size, start image, the generator or model, or the
+parent shot a continuation is conditioned on) changes the key. A continuing shot's key includes its
+parent's key, so an edit upstream invalidates its continuations and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .plan import ShotPlan
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shot_key(
+    shot: ShotPlan,
+    *,
+    prompt: str,
+    generator: str,
+    generator_version: str,
+    model: str | None,
+    parent_key: str | None,
+    image_sha256: str | None,
+) -> str:
+    """The shot's cache key (hex sha256)."""
+    settings = shot.settings.model_dump(mode="json")
+    settings.pop("model")  # identified by `model` below, which may be resolved further than the setting
+    facts: dict[str, Any] = {
+        "generator": generator,
+        "generator_version": generator_version,
+        "model": model,
+        "prompt": prompt,
+        "settings": settings,
+        "seed": shot.seed,
+        "frames": shot.frames,
+        "mode": shot.mode,
+        "size": [shot.width, shot.height],
+        "fps": shot.fps,
+        "windows": [w.model_dump() for w in shot.windows],
+        "image": image_sha256,
+        "parent": parent_key,
+    }
+    if generator == "animatic":
+        # The animatic draws the shot's framing, text and timecode into the frames.
+        facts["animatic"] = {
+            "camera": shot.camera.model_dump() if shot.camera else None,
+            "characters": shot.characters,
+            "setting": shot.setting,
+            "scene": shot.scene,
+            "id": shot.id,
+            "film_start_frame": shot.film_start_frame,
+        }
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

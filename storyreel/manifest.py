@@ -1,0 +1,91 @@
+"""``manifest.json``: what a render made, from what, and what it cost.
+
+Scripts rely on these names (SPEC); new keys may be added, existing ones keep their meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FilmEntry(_Entry):
+    path: str = Field(description="film file, relative to the render folder")
+    frames: int
+    fps: int
+    seconds: float
+    width: int
+    height: int
+    has_audio: bool = False
+    captions: str | None = Field(None, description="the .srt file, relative to the render folder")
+
+
+class ShotEntry(_Entry):
+    id: str
+    scene: str
+    timeline_index: int
+    frames: int = Field(description="the shot's own frames, as written to its file")
+    seconds: float
+    conditioned_on: str | None
+    transition: str
+    mode: str = Field(description="fresh | image | continue")
+    prompt: str = Field(description="the storyboard's prompt, characters filled in")
+    enhanced_prompt: str = Field(description="the prompt the generator was given")
+    enhanced_by: str = Field(description="the enhancer that wrote enhanced_prompt")
+    seed: int
+    cache_key: str = Field(description="fingerprint of everything that decides the shot's frames")
+    cached: bool = Field(description="whether this run reused the shot instead of generating it")
+    dit_passes: int = Field(description="transformer forward passes this run spent on the shot")
+    seconds_generating: float
+    path: str = Field(description="the shot's file, relative to the render folder")
+
+
+class Manifest(_Entry):
+    storyreel: str = Field(description="storyreel version that rendered")
+    storyboard: str | None = Field(description="path of the storyboard file")
+    storyboard_sha256: str | None
+    title: str
+    generator: str
+    model: str | None
+    enhancer: str
+    film: FilmEntry | None = Field(description="absent when only some shots were rendered (--only)")
+    shots: list[ShotEntry]
+    notes: list[str] = Field(default_factory=list)
+
+    def shot(self, shot_id: str) -> ShotEntry:
+        for shot in self.shots:
+            if shot.id == shot_id:
+                return shot
+        raise KeyError(shot_id)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+    def write(self, path: str | Path) -> None:
+        """Write atomically: a reader sees the old manifest or the new one, never half of one."""
+        write_text_atomic(
+            Path(path), json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,370 @@
+"""``render()``: a storyboard in, a film out. It composes the five stages.
+
+    1. storyboard   load and check the file (or take a Storyboard built in code)
+    2. plan         shot graph, timeline, frames and diffusion-forcing windows; every error is found here,
+                    before any GPU minute is spent
+    3. enhance      every shot's prompt rewritten into a detailed caption, all shots at once
+    4. generate     shots in render order; a continuing shot gets its parent's exact last frames
+    5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json
+
+>>> manifest = render("examples/swan_lake.yaml", out="renders/swan")  # doctest: +SKIP
+>>> manifest.film.frames, [shot.id for shot in manifest.shots][:2]  # doctest: +SKIP
+(..., ['dawn-glide', ...])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .backends import GENERATORS, load_backend
+from .enhance import EnhancedPrompt, film_context, open_enhancer, shot_contexts
+from .errors import UserError
+from .fingerprint import file_sha256, shot_key
+from .generate import (
+    Clip,
+    Generator,
+    GeneratorOptions,
+    ProgressEvent,
+    ShotRequest,
+    load_start_image,
+    open_generator,
+)
+from .generate import run_generator as _run_generator
+from .manifest import FilmEntry, Manifest, ShotEntry
+from .plan import FilmPlan, ShotPlan, plan_film
+from .storyboard import Storyboard, load_storyboard
+
+ANIMATIC = "animatic"
+SKYREELS = "skyreels"
+
+
+class RenderProgress:
+    """What a render reports as it goes. Subclass and override what you want to show; every method is optional."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know (an animatic instead of a model, a snapped duration...)."""
+
+    def stage(self, name: str, detail: str = "") -> None:
+        """A stage began: "plan", "enhance", "generate", "assemble"."""
+
+    def shot_started(self, shot: ShotPlan, index: int, total: int) -> None:
+        """Generation of ``shot`` began; it is number ``index`` (from 1) of ``total``."""
+
+    def shot_progress(self, event: ProgressEvent) -> None:
+        """A generator's step within the current shot."""
+
+    def shot_finished(self, shot: ShotPlan, entry: ShotEntry) -> None:
+        """The shot is written to disk."""
+
+    def film_progress(self, done: int, total: int) -> None:
+        """Frames of the film written so far."""
+
+
+def default_out_dir(source: str | Path | None, title: str = "film") -> Path:
+    """``./renders/<storyboard stem>/``, or the slugged title for a storyboard built in code.
+
+    >>> default_out_dir("stories/swan_lake.yaml.j2"), default_out_dir(None, "Swan Lake!")
+    (PosixPath('renders/swan_lake'), PosixPath('renders/swan-lake'))
+    """
+    if source is not None:
+        name = Path(source).name
+        for suffix in (".j2", ".yaml", ".yml"):
+            name = name.removesuffix(suffix)
+    else:
+        name = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "film"
+    return Path("renders") / name
+
+
+def choose_generator(plan: FilmPlan, generator: str | Generator | None) -> tuple[str, str | None]:
+    """(generator name, model): the one asked for, else SkyReels-V2 when a model is set, else the animatic."""
+    models = sorted({shot.settings.model for shot in plan.shots if shot.settings.model})
+    model = models[0] if len(models) == 1 else None
+    if isinstance(generator, str):
+        return generator, model
+    if generator is not None:
+        return generator.name, model
+    return (SKYREELS if models else ANIMATIC), model
+
+
+def render(
+    storyboard: Storyboard | str | Path,
+    out: str | Path | None = None,
+    *,
+    generator: str | Generator | None = None,
+    model: str | None = None,
+    enhancer: str | None = None,
+    enhancer_url: str | None = None,
+    only: Sequence[str] | None = None,
+    seed: int | None = None,
+    allow_outside: bool = False,
+    template_vars: dict[str, Any] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    offload: bool = False,
+    progress: RenderProgress | None = None,
+) -> Manifest:
+    """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
+
+    ``generator`` picks the backend by name (default: ``skyreels`` when a model is set, else the
+    ``animatic``), or is a generator object you constructed (it is used as is and not closed); ``model`` replaces the storyboard's model for every shot; ``enhancer`` and
+    ``enhancer_url`` replace the storyboard's enhancer settings; ``only`` renders just those shots
+    (and the shots they continue), without assembling the film; ``seed`` replaces the film seed.
+    """
+    report = progress or RenderProgress()
+
+    # 1. Storyboard
+    board = (
+        storyboard
+        if isinstance(storyboard, Storyboard)
+        else load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
+    )
+
+    # 2. Plan: every check happens here, before anything expensive
+    report.stage("plan")
+    plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
+    selected = _select(board, plan, only)
+    generator_name, model_id = choose_generator(plan, generator)
+    if generator_name == ANIMATIC:
+        report.note(
+            "no model is set (generation.model or --model), so this renders an animatic: a previs of framing, "
+            "camera moves, timing and captions, not generated video"
+        )
+    for note in plan.notes:
+        report.note(note)
+    load_backend(
+        GENERATORS, generator_name
+    )  # an unknown name or missing extra fails now, not after enhancing
+    out_dir = Path(out) if out is not None else default_out_dir(board.path, board.title)
+    (out_dir / "shots").mkdir(parents=True, exist_ok=True)
+
+    # 3. Enhance: all shots of the film in one call, so a server-backed enhancer can run them concurrently
+    enhancer_settings = board.enhancer.model_copy(
+        update={k: v for k, v in {"backend": enhancer, "url": enhancer_url}.items() if v is not None}
+    )
+    report.stage("enhance", enhancer_settings.backend)
+    contexts = [c for c in shot_contexts(board, plan) if c.id in selected]
+    enhanced = {
+        p.shot_id: p
+        for p in open_enhancer(enhancer_settings.backend, enhancer_settings).enhance(
+            film_context(board), contexts
+        )
+    }
+
+    manifest = Manifest(
+        storyreel=__version__,
+        storyboard=str(board.path) if board.path else None,
+        storyboard_sha256=file_sha256(board.path) if board.path else None,
+        title=board.title,
+        generator=generator_name,
+        model=model_id,
+        enhancer=enhancer_settings.backend,
+        film=None,
+        shots=[],
+        notes=list(plan.notes),
+    )
+    manifest_path = out_dir / "manifest.json"
+
+    # 4. Generate, in render order; each shot's file and the manifest are written as soon as it is done
+    report.stage("generate", generator_name)
+    order = [s for s in plan.render_order if s in selected]
+    options = GeneratorOptions(
+        model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+    )
+    entries: dict[str, ShotEntry] = {}
+    with _opened(generator if isinstance(generator, Generator) else generator_name, options) as engine:
+        version = str(getattr(engine, "version", __version__))
+        tails = _TailKeeper(plan, order)
+        keys: dict[str, str] = {}
+        for index, shot_id in enumerate(order, start=1):
+            shot = plan.shot(shot_id)
+            report.shot_started(shot, index, len(order))
+            prompt = enhanced[shot_id]
+            image = load_start_image(shot.image, shot.width, shot.height) if shot.image else None
+            request = ShotRequest(
+                shot=shot,
+                prompt=prompt.prompt,
+                negative_prompt=shot.settings.negative_prompt,
+                tail_frames=tails.tail_for(shot),
+                image=image,
+            )
+            keys[shot_id] = shot_key(
+                shot,
+                prompt=prompt.prompt,
+                generator=generator_name,
+                generator_version=version,
+                model=model_id,
+                parent_key=keys.get(shot.conditioned_on) if shot.conditioned_on else None,
+                image_sha256=file_sha256(shot.image) if shot.image else None,
+            )
+            clip = _run_generator(engine, request, report.shot_progress)
+            tails.keep(shot, clip.frames, request.tail_frames)
+            _write_shot(clip, out_dir / "shots" / f"{shot_id}.mp4", shot.fps)
+            entries[shot_id] = _entry(shot, prompt, clip, keys[shot_id])
+            manifest.shots = [entries[s] for s in plan.timeline if s in entries]
+            manifest.write(manifest_path)
+            report.shot_finished(shot, entries[shot_id])
+
+    # 5. Assemble the film (only when every shot of the timeline was rendered)
+    if set(plan.timeline) <= set(entries):
+        report.stage("assemble")
+        manifest.film = _assemble(board, plan, out_dir, report)
+    else:
+        report.note("rendered only some shots (--only), so film.mp4 was not assembled")
+    manifest.write(manifest_path)
+    return manifest
+
+
+def _select(board: Storyboard, plan: FilmPlan, only: Sequence[str] | None) -> set[str]:
+    """The shots to render: all, or those asked for plus the shots they continue (their tails are needed)."""
+    if not only:
+        return set(plan.timeline)
+    unknown = [s for s in only if s not in plan.timeline]
+    if unknown:
+        raise UserError(
+            f"--only names unknown shot(s): {', '.join(unknown)}; the storyboard's shots are: {', '.join(plan.timeline)}"
+        )
+    selected: set[str] = set()
+    for shot_id in only:
+        while shot_id is not None and shot_id not in selected:
+            selected.add(shot_id)
+            shot_id = plan.shot(shot_id).conditioned_on  # type: ignore[assignment]
+    return selected
+
+
+class _opened:
+    """Open a generator by name for the whole render and always close it; a generator object is used as is."""
+
+    def __init__(self, generator: str | Generator, options: GeneratorOptions):
+        self.generator, self.options = generator, options
+        self.owned: Generator | None = None
+
+    def __enter__(self) -> Generator:
+        if isinstance(self.generator, str):
+            self.owned = open_generator(self.generator, self.options)
+            return self.owned
+        return self.generator
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned is not None:
+            self.owned.close()
+
+
+class _TailKeeper:
+    """Keeps the last frames of each shot that a later shot continues, and only for as long as needed.
+
+    A continuing shot is conditioned on the last ``overlap_history`` frames of the footage before it:
+    its parent's own frames, preceded by whatever the parent itself was conditioned on. These are the
+    parent's exact generated frames, never re-read from the lossy mp4.
+    """
+
+    def __init__(self, plan: FilmPlan, order: list[str]):
+        self.need: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
+        for shot_id in order:
+            shot = plan.shot(shot_id)
+            if shot.conditioned_on is not None:
+                parent = shot.conditioned_on
+                self.need[parent] = max(self.need.get(parent, 0), shot.settings.overlap_history)
+                self.waiting[parent] = self.waiting.get(parent, 0) + 1
+        self.tails: dict[str, np.ndarray] = {}
+
+    def keep(self, shot: ShotPlan, frames: np.ndarray, conditioning: np.ndarray | None) -> None:
+        need = self.need.get(shot.id, 0)
+        if not need:
+            return
+        footage = (
+            frames if conditioning is None or len(frames) >= need else np.concatenate([conditioning, frames])
+        )
+        self.tails[shot.id] = footage[-need:].copy()  # (need, height, width, 3)
+
+    def tail_for(self, shot: ShotPlan) -> np.ndarray | None:
+        parent = shot.conditioned_on
+        if parent is None:
+            return None
+        tail = self.tails[parent][-shot.settings.overlap_history :]
+        self.waiting[parent] -= 1
+        if not self.waiting[parent]:
+            del self.tails[parent]  # every continuation of this parent has its frames now
+        return tail
+
+
+def _write_shot(clip: Clip, path: Path, fps: int) -> None:
+    from .assemble import write_shot
+
+    write_shot(clip.frames, path, fps)
+
+
+def _entry(shot: ShotPlan, prompt: EnhancedPrompt, clip: Clip, key: str) -> ShotEntry:
+    return ShotEntry(
+        id=shot.id,
+        scene=shot.scene,
+        timeline_index=shot.timeline_index,
+        frames=int(clip.frames.shape[0]),
+        seconds=round(clip.frames.shape[0] / shot.fps, 2),
+        conditioned_on=shot.conditioned_on,
+        transition=shot.transition,
+        mode=shot.mode,
+        prompt=shot.prompt,
+        enhanced_prompt=prompt.prompt,
+        enhanced_by=prompt.source,
+        seed=shot.seed,
+        cache_key=key,
+        cached=False,
+        dit_passes=clip.dit_passes,
+        seconds_generating=round(clip.seconds, 3),
+        path=f"shots/{shot.id}.mp4",
+    )
+
+
+def _assemble(board: Storyboard, plan: FilmPlan, out_dir: Path, report: RenderProgress) -> FilmEntry:
+    from .assemble import AudioBed, Cut, assemble_film, write_srt
+
+    cuts = [
+        Cut(
+            shot_id=shot.id,
+            path=out_dir / "shots" / f"{shot.id}.mp4",
+            frames=shot.frames,
+            transition=shot.transition,
+            transition_frames=shot.transition_frames,
+            film_start_frame=shot.film_start_frame,
+            caption=shot.caption,
+        )
+        for shot in plan.shots
+    ]
+    audio = None
+    if board.audio is not None:
+        audio = AudioBed(
+            path=board.resolve_asset(board.audio.music),
+            volume=board.audio.volume,
+            fade_in=board.audio.fade_in or 0.0,
+            fade_out=board.audio.fade_out if board.audio.fade_out is not None else 1.0,
+        )
+    film = assemble_film(
+        cuts,
+        out_dir / "film.mp4",
+        fps=plan.fps,
+        width=plan.width,
+        height=plan.height,
+        audio=audio,
+        progress=report.film_progress,
+    )
+    srt = out_dir / "film.srt"
+    has_captions = write_srt(cuts, plan.fps, srt)
+    if not has_captions:
+        srt.unlink(missing_ok=True)  # a stale file from an earlier render of this storyboard
+    return FilmEntry(
+        path="film.mp4",
+        frames=film.frames,
+        fps=film.fps,
+        seconds=round(film.frames / film.fps, 2),
+        width=film.width,
+        height=film.height,
+        has_audio=film.has_audio,
+        captions="film.srt" if has_captions else None,
+    )

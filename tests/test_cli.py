@@ -1,0 +1,150 @@
+"""The command line: what a user types and sees, and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import small_board
+from storyreel.cli import app
+
+runner = CliRunner()
+
+
+def test_validate_ok_and_error_exit_codes(write_story):
+    good = write_story(small_board())
+    result = runner.invoke(app, ["validate", str(good)])
+    assert result.exit_code == 0, result.output
+    assert f"ok {good}: 2 scene(s), 4 shot(s)" in result.output
+
+    bad = write_story("storyreel: 1\nscenes:\n  - id: a\n    shots:\n      - {id: x, prompt: p, duraton: 2}\n", "bad.yaml")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    column = bad.read_text().splitlines()[4].index("duraton") + 1
+    assert f"error: {bad}:5:{column}: scenes[0].shots[0].duraton: unknown key 'duraton'; did you mean 'duration'?" in (
+        result.output.replace("\n", "")
+    )
+    assert "Traceback" not in result.output
+
+
+def test_plan_json_follows_the_spec(write_story):
+    path = write_story(small_board())
+    result = runner.invoke(app, ["plan", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["timeline"] == ["glide", "dip", "heron", "rise"]
+    assert plan["render_order"] == ["glide", "dip", "heron", "rise"]
+    assert plan["chains"] == [["glide", "dip", "rise"], ["heron"]]
+    shots = {s["id"]: s for s in plan["shots"]}
+    assert {k: shots["rise"][k] for k in ("frames", "fps", "conditioned_on", "mode")} == {
+        "frames": 16,
+        "fps": 8,
+        "conditioned_on": "dip",
+        "mode": "continue",
+    }
+    assert shots["glide"]["windows"] == [{"latent_frames": 7, "prefix_latent_frames": 0, "denoise_steps": 30}]
+    assert shots["glide"]["dit_passes"] == 60
+    assert plan["film_frames"] == sum(s["frames"] for s in plan["shots"]) - shots["heron"]["transition_frames"]
+
+
+def test_plan_table_for_people(write_story):
+    result = runner.invoke(app, ["plan", str(write_story(small_board()))])
+    assert result.exit_code == 0, result.output
+    assert "render order: glide → dip → heron → rise" in result.output
+    assert "chains: [glide → dip → rise]  [heron]" in result.output
+    assert "note: shot 'glide': 3s (24 frames) snapped to 25 frames (3.12s)" in result.output
+
+
+def test_seed_option_changes_the_shot_seeds(write_story):
+    path = write_story(small_board())
+    first = json.loads(runner.invoke(app, ["plan", str(path), "--json"]).output)
+    other = json.loads(runner.invoke(app, ["plan", str(path), "--json", "--seed", "5"]).output)
+    assert [s["seed"] for s in first["shots"]] != [s["seed"] for s in other["shots"]]
+
+
+def test_template_variables_from_the_command_line(write_story):
+    path = write_story(
+        "storyreel: 1\nvars:\n  n: 2\nscenes:\n  - id: a\n    shots:\n"
+        "{% for i in range(n) %}\n      - {id: s{{ i }}, prompt: p, duration: 1}\n{% endfor %}\n",
+        "loop.yaml.j2",
+    )
+    result = runner.invoke(app, ["plan", str(path), "--json", "--var", "n=3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["timeline"] == ["s0", "s1", "s2"]
+
+
+def test_new_and_templates(tmp_path):
+    listing = runner.invoke(app, ["templates"])
+    assert listing.exit_code == 0
+    names = [line.split()[0] for line in listing.output.splitlines()[1:] if line.strip()]
+    assert {"short", "music-video", "product-spot"} <= set(names)
+
+    target = tmp_path / "mine.yaml"
+    result = runner.invoke(app, ["new", str(target), "--template", "product-spot"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["validate", str(target)]).exit_code == 0
+    again = runner.invoke(app, ["new", str(target)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    unknown = runner.invoke(app, ["new", str(tmp_path / "x.yaml"), "--template", "western"])
+    assert unknown.exit_code == 1 and "unknown template 'western'" in unknown.output
+
+
+def test_schema_is_json_schema_for_the_storyboard():
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["title"] == "storyreel storyboard"
+    assert schema["additionalProperties"] is False
+    assert {"storyreel", "scenes"} <= set(schema["required"])
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(small_board(), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**small_board(), "scenez": []}, schema)
+
+
+def test_unknown_generator_is_a_user_error_before_any_work(write_story, tmp_path):
+    path = write_story(small_board())
+    result = runner.invoke(app, ["render", str(path), "--generator", "animatc", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "unknown generator 'animatc'; did you mean 'animatic'?" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_1_from_the_real_command(write_story):
+    # Typer reports a bad option with exit code 2; storyreel keeps 2 for internal failures.
+    result = subprocess.run(
+        [sys.executable, "-c", "from storyreel.cli import main; main()", "validate", "x.yaml", "--bogus"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "No such option: --bogus" in result.stderr
+
+
+def test_internal_errors_exit_2_without_a_traceback(write_story, monkeypatch):
+    import storyreel.plan
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(storyreel.plan, "plan_film", broken)
+    result = runner.invoke(app, ["validate", str(write_story(small_board()))])
+    assert result.exit_code == 2
+    assert "internal error: RuntimeError: boom" in result.output
+    assert "STORYREEL_DEBUG=1" in result.output and "Traceback" not in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("storyreel ")
+
+
+def test_written_yaml_round_trips(write_story):
+    board = small_board()
+    path = write_story(board)
+    assert yaml.safe_load(path.read_text())["scenes"][1]["shots"][1]["continues"] == "dip"
