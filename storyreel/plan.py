@@ -431,7 +431,7 @@ def plan_film(
 
         requested = shot.frames if shot.frames is not None else max(1, round((shot.duration or 0) * fps))
         frames = snap_frames(requested, mode, values["overlap_history"], block)
-        if frames != requested:
+        if abs(frames - requested) > 1:  # one frame is only the 4k+1 rule (4s -> 97 frames): not worth a note
             asked = (
                 f"{shot.duration:g}s ({requested} frames)"
                 if shot.duration is not None

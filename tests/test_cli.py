@@ -57,7 +57,7 @@ def test_plan_table_for_people(write_story):
     assert result.exit_code == 0, result.output
     assert "render order: glide → dip → heron → rise" in result.output
     assert "chains: [glide → dip → rise]  [heron]" in result.output
-    assert "note: shot 'glide': 3s (24 frames) snapped to 25 frames (3.12s)" in result.output
+    assert "25 (asked 24)" in result.output  # the table shows every snapped length
 
 
 def test_seed_option_changes_the_shot_seeds(write_story):

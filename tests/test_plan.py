@@ -164,10 +164,13 @@ def test_snapping(requested, mode, block, expected):
     assert snap_frames(requested, mode, 17, block) == expected
 
 
-def test_snapped_durations_are_noted():
-    plan = plan_film(film({}, [{"id": "a", "prompt": "p", "duration": "4s"}]))
+def test_snapped_durations_are_noted_when_they_change_by_more_than_a_frame():
+    plan = plan_film(
+        film({"causal_block_size": 5}, [{"id": "a", "prompt": "p", "duration": "4s"}, {"id": "b", "prompt": "p", "duration": "3s"}])
+    )
     assert plan.shot("a").requested_frames == 96 and plan.shot("a").frames == 97
-    assert "shot 'a': 4s (96 frames) snapped to 97 frames (4.04s)" in plan.notes
+    assert plan.shot("b").requested_frames == 72 and plan.shot("b").frames == 80
+    assert plan.notes == ["shot 'b': 3s (72 frames) snapped to 80 new frames (3.33s)"]
 
 
 def test_a_sliver_of_a_last_window_is_pointed_out():

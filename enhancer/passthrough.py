@@ -1,0 +1,31 @@
+"""The ``none`` enhancer: every shot's prompt goes to the generator exactly as written.
+
+Use it when your prompts are already full captions, or to see what the model makes of the bare
+prompt. Character references are still filled in (the storyboard stage does that, not the enhancer).
+
+>>> from storyreel.enhance import FilmContext, ShotContext
+>>> from storyreel.storyboard import EnhancerSettings
+>>> shot = ShotContext(id="glide", scene="lake", scene_title=None, setting=None, prompt="a swan glides",
+...     camera=None, characters={}, mode="fresh", seconds=4.0)
+>>> PassthroughEnhancer(EnhancerSettings()).enhance(FilmContext(title="Swan"), [shot])[0].prompt
+'a swan glides'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
+from storyreel.storyboard import EnhancerSettings
+
+
+class PassthroughEnhancer:
+    """Returns each shot's prompt unchanged."""
+
+    name = "none"
+
+    def __init__(self, settings: EnhancerSettings):
+        self.settings = settings
+
+    def enhance(self, film: FilmContext, shots: Sequence[ShotContext]) -> list[EnhancedPrompt]:
+        return [EnhancedPrompt(shot.id, shot.prompt, source=self.name) for shot in shots]
