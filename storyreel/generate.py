@@ -132,7 +132,9 @@ class Generator(Protocol):
     """The generator contract. Implementations take ``GeneratorOptions`` in ``__init__``."""
 
     name: str
-    version: str  # part of every shot's cache key: change it whenever the same request would give other frames
+    version: (
+        str  # part of every shot's cache key: change it whenever the same request would give other frames
+    )
 
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
         """Make the shot's ``request.frames`` new frames."""

@@ -151,8 +151,7 @@ def build_graph(board: Storyboard) -> ShotGraph:
 
     rank = {shot: i for i, shot in enumerate(render_order)}
     chains = [
-        sorted(component, key=rank.__getitem__)
-        for component in nx.weakly_connected_components(conditioning)
+        sorted(component, key=rank.__getitem__) for component in nx.weakly_connected_components(conditioning)
     ]
     chains.sort(key=lambda chain: rank[chain[0]])
     return ShotGraph(

@@ -37,7 +37,11 @@ def write_story(tmp_path: Path):
 
     def write(content: str | dict[str, Any], name: str = "story.yaml") -> Path:
         path = tmp_path / name
-        text = yaml.safe_dump(content, sort_keys=False) if isinstance(content, dict) else textwrap.dedent(content)
+        text = (
+            yaml.safe_dump(content, sort_keys=False)
+            if isinstance(content, dict)
+            else textwrap.dedent(content)
+        )
         path.write_text(text, encoding="utf-8")
         return path
 
@@ -63,7 +67,12 @@ def small_board(**generation: Any) -> dict[str, Any]:
             {
                 "id": "reeds",
                 "shots": [
-                    {"id": "heron", "prompt": "a heron in the reeds", "duration": "2s", "transition": "dissolve"},
+                    {
+                        "id": "heron",
+                        "prompt": "a heron in the reeds",
+                        "duration": "2s",
+                        "transition": "dissolve",
+                    },
                     {"id": "rise", "prompt": "{{ swan }} rises", "duration": "2s", "continues": "dip"},
                 ],
             },

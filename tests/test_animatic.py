@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from storyreel_generators.animatic import AnimaticGenerator, Letterbox, character_colour
 
 from storyreel.generate import (
     Clip,
@@ -21,6 +20,7 @@ from storyreel.generate import (
 )
 from storyreel.plan import FilmPlan, ShotPlan, plan_film
 from storyreel.storyboard import Storyboard
+from storyreel_generators.animatic import AnimaticGenerator, Letterbox, character_colour
 
 SMALL = {"resolution": "160x96", "fps": 8, "overlap_history": 5, "base_num_frames": 21}
 

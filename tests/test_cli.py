@@ -10,8 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import small_board
 from storyreel.cli import app
+
+from conftest import small_board
 
 runner = CliRunner()
 
@@ -22,12 +23,15 @@ def test_validate_ok_and_error_exit_codes(write_story):
     assert result.exit_code == 0, result.output
     assert f"ok {good}: 2 scene(s), 4 shot(s)" in result.output
 
-    bad = write_story("storyreel: 1\nscenes:\n  - id: a\n    shots:\n      - {id: x, prompt: p, duraton: 2}\n", "bad.yaml")
+    bad = write_story(
+        "storyreel: 1\nscenes:\n  - id: a\n    shots:\n      - {id: x, prompt: p, duraton: 2}\n", "bad.yaml"
+    )
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 1
     column = bad.read_text().splitlines()[4].index("duraton") + 1
-    assert f"error: {bad}:5:{column}: scenes[0].shots[0].duraton: unknown key 'duraton'; did you mean 'duration'?" in (
-        result.output.replace("\n", "")
+    assert (
+        f"error: {bad}:5:{column}: scenes[0].shots[0].duraton: unknown key 'duraton'; did you mean 'duration'?"
+        in (result.output.replace("\n", ""))
     )
     assert "Traceback" not in result.output
 
@@ -49,7 +53,9 @@ def test_plan_json_follows_the_spec(write_story):
     }
     assert shots["glide"]["windows"] == [{"latent_frames": 7, "prefix_latent_frames": 0, "denoise_steps": 30}]
     assert shots["glide"]["dit_passes"] == 60
-    assert plan["film_frames"] == sum(s["frames"] for s in plan["shots"]) - shots["heron"]["transition_frames"]
+    assert (
+        plan["film_frames"] == sum(s["frames"] for s in plan["shots"]) - shots["heron"]["transition_frames"]
+    )
 
 
 def test_plan_table_for_people(write_story):
@@ -109,7 +115,9 @@ def test_schema_is_json_schema_for_the_storyboard():
 
 def test_unknown_generator_is_a_user_error_before_any_work(write_story, tmp_path):
     path = write_story(small_board())
-    result = runner.invoke(app, ["render", str(path), "--generator", "animatc", "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["render", str(path), "--generator", "animatc", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "unknown generator 'animatc'; did you mean 'animatic'?" in result.output
     assert not (tmp_path / "out").exists()

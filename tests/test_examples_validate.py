@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 import storyreel
+
+from conftest import REPO
 
 PATTERNS = ("*.yaml", "*.yaml.j2")
 EXAMPLES = sorted(path for pattern in PATTERNS for path in (REPO / "examples").glob(pattern))

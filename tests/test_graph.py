@@ -58,7 +58,9 @@ def test_scene_order_follows_after_and_keeps_file_order_for_ties():
 
 
 def test_default_transitions_cut_between_scenes_and_continue_within():
-    graph = build_graph(board([{"id": "s1", "shots": [shot("a"), shot("b")]}, {"id": "s2", "shots": [shot("c")]}]))
+    graph = build_graph(
+        board([{"id": "s1", "shots": [shot("a"), shot("b")]}, {"id": "s2", "shots": [shot("c")]}])
+    )
     assert [graph.nodes[s].transition for s in graph.timeline] == ["cut", "continue", "cut"]
     assert graph.parent("b") == "a" and graph.parent("c") is None
 

@@ -23,7 +23,9 @@ print(json.dumps({{"codes": codes, "heavy": sorted(m for m in {heavy} if m in sy
 
 def probe(*commands: list[str]) -> dict:
     code = PROBE.format(args=", ".join(repr(c) for c in commands), heavy=HEAVY)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

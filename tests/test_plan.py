@@ -34,7 +34,9 @@ def windows(plan_shot) -> list[tuple[int, int, int]]:
 # --- the reference arithmetic, written out for checking -------------------------------------------------------
 
 
-def reference_windows(num_frames: int, base: int, overlap: int, steps: int, ar_step: int, block: int, prefix=0):
+def reference_windows(
+    num_frames: int, base: int, overlap: int, steps: int, ar_step: int, block: int, prefix=0
+):
     """Windows for num_frames pixel frames as the model card describes them (prefix: first window's clean latents)."""
     latent, base_l, overlap_l = (num_frames - 1) // 4 + 1, (base - 1) // 4 + 1, (overlap - 1) // 4 + 1
     if latent <= base_l:
@@ -133,9 +135,7 @@ def test_long_continuing_shot_windows():
 
 
 def test_async_short_shot_rows():
-    plan = plan_film(
-        film({"ar_step": 5, "causal_block_size": 5}, [{"id": "a", "prompt": "p", "frames": 97}])
-    )
+    plan = plan_film(film({"ar_step": 5, "causal_block_size": 5}, [{"id": "a", "prompt": "p", "frames": 97}]))
     assert windows(plan.shot("a")) == [(25, 0, 30 + 4 * 5)]
 
 
@@ -166,7 +166,10 @@ def test_snapping(requested, mode, block, expected):
 
 def test_snapped_durations_are_noted_when_they_change_by_more_than_a_frame():
     plan = plan_film(
-        film({"causal_block_size": 5}, [{"id": "a", "prompt": "p", "duration": "4s"}, {"id": "b", "prompt": "p", "duration": "3s"}])
+        film(
+            {"causal_block_size": 5},
+            [{"id": "a", "prompt": "p", "duration": "4s"}, {"id": "b", "prompt": "p", "duration": "3s"}],
+        )
     )
     assert plan.shot("a").requested_frames == 96 and plan.shot("a").frames == 97
     assert plan.shot("b").requested_frames == 72 and plan.shot("b").frames == 80
@@ -209,7 +212,9 @@ def test_a_parent_too_short_for_the_overlap():
                 [{"id": "a", "prompt": "p", "frames": 21}, {"id": "b", "prompt": "q", "frames": 40}],
             )
         )
-    assert "needs the last 37 frames of 'a', which has only 21; lengthen 'a' to at least 1.54s" in str(caught.value)
+    assert "needs the last 37 frames of 'a', which has only 21; lengthen 'a' to at least 1.54s" in str(
+        caught.value
+    )
 
 
 def test_timeline_frames_with_transitions():
@@ -218,7 +223,13 @@ def test_timeline_frames_with_transitions():
             {"fps": 24},
             [
                 {"id": "a", "prompt": "p", "frames": 97},
-                {"id": "b", "prompt": "p", "frames": 49, "transition": "dissolve", "transition_duration": "1s"},
+                {
+                    "id": "b",
+                    "prompt": "p",
+                    "frames": 49,
+                    "transition": "dissolve",
+                    "transition_duration": "1s",
+                },
                 {"id": "c", "prompt": "p", "frames": 49, "transition": "fade"},
                 {"id": "d", "prompt": "p", "frames": 48},
             ],
@@ -226,13 +237,21 @@ def test_timeline_frames_with_transitions():
     )
     starts = {s.id: (s.film_start_frame, s.transition, s.transition_frames) for s in plan.shots}
     # a dissolve overlaps the shot before it (capped at half the shorter shot); a fade does not overlap
-    assert starts == {"a": (0, "cut", 0), "b": (97 - 24, "dissolve", 24), "c": (122, "fade", 12), "d": (171, "continue", 0)}
+    assert starts == {
+        "a": (0, "cut", 0),
+        "b": (97 - 24, "dissolve", 24),
+        "c": (122, "fade", 12),
+        "d": (171, "continue", 0),
+    }
     assert plan.film_frames == 97 + 49 + 49 + 48 - 24
     assert plan.film_seconds == round(plan.film_frames / 24, 2)
 
 
 def test_seeds_are_per_shot_stable_and_overridable():
-    shots = [{"id": "a", "prompt": "p", "frames": 97}, {"id": "b", "prompt": "p", "frames": 8, "generation": {"seed": 7}}]
+    shots = [
+        {"id": "a", "prompt": "p", "frames": 97},
+        {"id": "b", "prompt": "p", "frames": 8, "generation": {"seed": 7}},
+    ]
     plan = plan_film(film({"seed": 42}, shots))
     assert plan.shot("a").seed == derive_seed(42, "a") != derive_seed(42, "b")
     assert plan.shot("b").seed == 7  # set on the shot: used as written
@@ -243,7 +262,12 @@ def test_seeds_are_per_shot_stable_and_overridable():
 
 
 def test_estimate_counts_transformer_flops_for_a_known_model():
-    plan = plan_film(film({"model": "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"}, [{"id": "a", "prompt": "p", "frames": 97}]))
+    plan = plan_film(
+        film(
+            {"model": "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"},
+            [{"id": "a", "prompt": "p", "frames": 97}],
+        )
+    )
     per_pass = transformer_flops((1536, 30, 8960), 25, 960, 544)
     assert plan.estimate.architecture == "1.3B"
     assert plan.estimate.transformer_tflop == round(60 * per_pass / 1e12, 1)
@@ -258,7 +282,15 @@ def rows_closed_form(blocks: int, prefix: int, steps: int, ar_step: int) -> int:
 
 @pytest.mark.parametrize(
     ("blocks", "prefix", "steps", "ar_step"),
-    [(25, 0, 30, 0), (25, 5, 30, 0), (5, 0, 30, 5), (5, 1, 30, 5), (20, 0, 50, 1), (3, 0, 4, 2), (1, 0, 7, 3)],
+    [
+        (25, 0, 30, 0),
+        (25, 5, 30, 0),
+        (5, 0, 30, 5),
+        (5, 1, 30, 5),
+        (20, 0, 50, 1),
+        (3, 0, 4, 2),
+        (1, 0, 7, 3),
+    ],
 )
 def test_timestep_rows_match_the_closed_form_when_ar_step_is_at_most_steps(blocks, prefix, steps, ar_step):
     assert timestep_rows(blocks, prefix, steps, ar_step) == rows_closed_form(blocks, prefix, steps, ar_step)
@@ -274,7 +306,12 @@ def test_window_schedule_is_whole_blocks():
         if latent % block:
             continue
         for w in window_schedule(
-            latent_frames=latent, base_latent=25, overlap_latent=5, first_prefix=0, steps=3, ar_step=0,
+            latent_frames=latent,
+            base_latent=25,
+            overlap_latent=5,
+            first_prefix=0,
+            steps=3,
+            ar_step=0,
             causal_block_size=block,
         ):
             assert w.latent_frames % block == 0 and w.prefix_latent_frames % block == 0
@@ -293,4 +330,9 @@ def test_rows_match_diffusers_timestep_matrix():
         latent = blocks * block
         template = torch.linspace(999, 1, steps).long()
         step_matrix, *_ = matrix(None, latent, template, latent, ar_step, prefix * block, block)
-        assert step_matrix.shape[0] == timestep_rows(blocks, prefix, steps, ar_step), (steps, blocks, prefix, ar_step)
+        assert step_matrix.shape[0] == timestep_rows(blocks, prefix, steps, ar_step), (
+            steps,
+            blocks,
+            prefix,
+            ar_step,
+        )

@@ -12,7 +12,14 @@ from storyreel.storyboard import parse_storyboard
 
 ids = st.text(alphabet="abcxyz-_1", min_size=0, max_size=4)
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 200), st.floats(-2, 50), st.just(float("nan")), st.just(float("inf")), st.text(max_size=12), ids
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.floats(-2, 50),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.text(max_size=12),
+    ids,
 )
 durations = st.one_of(scalars, st.sampled_from(["4s", "0s", "-1s", "3.5 s", "1500ms", "2min", "abc", "1e9s"]))
 
@@ -25,18 +32,31 @@ def maybe(strategy):
 def shots(draw):
     shot = {
         "id": draw(ids),
-        "prompt": draw(st.one_of(st.text(max_size=20), st.sampled_from(["{{ swan }} swims", "{{ ghost }}", "{{", "{% if %}"]))),
+        "prompt": draw(
+            st.one_of(
+                st.text(max_size=20), st.sampled_from(["{{ swan }} swims", "{{ ghost }}", "{{", "{% if %}"])
+            )
+        ),
         "duration": draw(durations),
         "frames": draw(maybe(st.integers(-3, 400))),
         "transition": draw(maybe(st.sampled_from(["continue", "cut", "dissolve", "fade", "wipe", 3]))),
         "continues": draw(maybe(ids)),
-        "camera": draw(maybe(st.fixed_dictionaries({}, optional={
-            "shot": st.sampled_from(["wide", "close up", "closup", 4]),
-            "move": st.sampled_from(["slow push-in", "wobble", "pan left", ""]),
-        }))),
+        "camera": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "shot": st.sampled_from(["wide", "close up", "closup", 4]),
+                        "move": st.sampled_from(["slow push-in", "wobble", "pan left", ""]),
+                    },
+                )
+            )
+        ),
         "image": draw(maybe(st.sampled_from(["missing.png", "../x.png", "/etc/hostname"]))),
         "generation": draw(maybe(generation())),
-        draw(st.sampled_from(["caption", "captoin", "characters"])): draw(st.one_of(st.text(max_size=5), st.lists(ids, max_size=2))),
+        draw(st.sampled_from(["caption", "captoin", "characters"])): draw(
+            st.one_of(st.text(max_size=5), st.lists(ids, max_size=2))
+        ),
     }
     return {k: v for k, v in shot.items() if v is not None or draw(st.booleans())}
 
@@ -65,7 +85,11 @@ def storyboards(draw):
         st.lists(
             st.fixed_dictionaries(
                 {"id": ids, "shots": st.lists(shots(), max_size=4)},
-                optional={"after": st.lists(ids, max_size=2), "setting": st.text(max_size=8), "generation": generation()},
+                optional={
+                    "after": st.lists(ids, max_size=2),
+                    "setting": st.text(max_size=8),
+                    "generation": generation(),
+                },
             ),
             max_size=3,
         )
@@ -73,7 +97,11 @@ def storyboards(draw):
     board = {
         "storyreel": draw(st.sampled_from([1, 1, 1, 2, "1", None])),
         "scenes": scenes,
-        "characters": draw(st.sampled_from([{}, {"swan": {"description": "a swan"}}, {"swan": {}}, {"bad name": {"description": "x"}}])),
+        "characters": draw(
+            st.sampled_from(
+                [{}, {"swan": {"description": "a swan"}}, {"swan": {}}, {"bad name": {"description": "x"}}]
+            )
+        ),
         "generation": draw(generation()),
     }
     if draw(st.booleans()):

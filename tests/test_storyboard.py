@@ -87,7 +87,10 @@ def test_spec_example_loads_with_its_semantics(write_story):
     )
     assert shots["glide"].camera.shot == "wide" and shots["glide"].camera.move == "slow push-in"
     assert shots["dip"].duration == 3.5
-    assert board.setting(shots["back-to-swan"], "steps") == (40, ("scenes", 0, "shots", 3, "generation", "steps"))
+    assert board.setting(shots["back-to-swan"], "steps") == (
+        40,
+        ("scenes", 0, "shots", 3, "generation", "steps"),
+    )
     assert board.setting(shots["glide"], "steps") == (30, None)  # storyreel's default
     assert board.shot_characters(shots["dip"]) == ["swan"]  # named in the prompt, not listed
 
@@ -104,8 +107,11 @@ def test_resolutions():
     assert resolution_size("540P") == (960, 544)
     assert resolution_size("720P") == (1280, 720)
     board = Storyboard.model_validate(
-        {"storyreel": 1, "generation": {"resolution": "832x480"}, "scenes": [{"id": "a", "shots": [
-            {"id": "x", "prompt": "p", "duration": 1}]}]}
+        {
+            "storyreel": 1,
+            "generation": {"resolution": "832x480"},
+            "scenes": [{"id": "a", "shots": [{"id": "x", "prompt": "p", "duration": 1}]}],
+        }
     )
     assert board.generation.resolution == "832x480"
 
@@ -144,9 +150,13 @@ def test_typo_in_a_key_suggests_the_right_one(write_story):
 
 
 def test_unknown_top_level_key_lists_the_allowed_ones(write_story):
-    path = write_story("storyreel: 1\nsoundtrack: x\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1}]}]\n")
+    path = write_story(
+        "storyreel: 1\nsoundtrack: x\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1}]}]\n"
+    )
     message = only_problem(path)
-    assert message.startswith(f"{path}:2:1: soundtrack: unknown key 'soundtrack'; remove it; allowed keys here: ")
+    assert message.startswith(
+        f"{path}:2:1: soundtrack: unknown key 'soundtrack'; remove it; allowed keys here: "
+    )
     assert "audio" in message and "scenes" in message
 
 
@@ -178,16 +188,27 @@ def test_unsupported_version(write_story):
 
 def test_missing_version(write_story):
     path = write_story("title: t\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1}]}]\n")
-    assert only_problem(path) == f"{path}:1:1: storyreel: `storyreel` is required; add `storyreel: 1` at the top"
+    assert (
+        only_problem(path) == f"{path}:1:1: storyreel: `storyreel` is required; add `storyreel: 1` at the top"
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("", "1:1: the storyboard is empty; start from a template: storyreel new story.yaml"),
-        ("# only a comment\n", "1:1: the storyboard is empty; start from a template: storyreel new story.yaml"),
-        ("storyreel: 1\nscenes: []\n", "2:9: scenes: there are no scenes; add at least one scene with a shot"),
-        ("storyreel: 1\nscenes: [{id: a, shots: []}]\n", "2:25: scenes[0].shots: there are no shots; add at least one shot"),
+        (
+            "# only a comment\n",
+            "1:1: the storyboard is empty; start from a template: storyreel new story.yaml",
+        ),
+        (
+            "storyreel: 1\nscenes: []\n",
+            "2:9: scenes: there are no scenes; add at least one scene with a shot",
+        ),
+        (
+            "storyreel: 1\nscenes: [{id: a, shots: []}]\n",
+            "2:25: scenes[0].shots: there are no shots; add at least one shot",
+        ),
         ("- just\n- a list\n", "1:1: a storyboard must be a mapping of keys"),
     ],
 )
@@ -304,7 +325,9 @@ def test_duplicate_ids_and_duplicate_keys(write_story):
 
 
 def test_ids_must_be_usable_as_file_names(write_story):
-    path = write_story("storyreel: 1\nscenes: [{id: a, shots: [{id: 'my shot/1', prompt: p, duration: 1}]}]\n")
+    path = write_story(
+        "storyreel: 1\nscenes: [{id: a, shots: [{id: 'my shot/1', prompt: p, duration: 1}]}]\n"
+    )
     assert only_problem(path) == (
         f"{where(path, chr(39) + 'my shot/1')}: scenes[0].shots[0].id: id 'my shot/1' may hold only letters, digits, '-', '_' and '.'; "
         "it names the shot's file, e.g. `id: swan-glide`"
@@ -432,9 +455,26 @@ def test_film_wide_settings_cannot_change_per_shot(write_story):
 
 def test_camera_vocabulary(write_story):
     board = Storyboard.model_validate(
-        {"storyreel": 1, "scenes": [{"id": "a", "shots": [
-            {"id": "x", "prompt": "p", "duration": 1,
-             "camera": {"shot": "Close up shot", "angle": "high angle", "move": "slow dolly in"}}]}]}
+        {
+            "storyreel": 1,
+            "scenes": [
+                {
+                    "id": "a",
+                    "shots": [
+                        {
+                            "id": "x",
+                            "prompt": "p",
+                            "duration": 1,
+                            "camera": {
+                                "shot": "Close up shot",
+                                "angle": "high angle",
+                                "move": "slow dolly in",
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
     )
     camera = board.scenes[0].shots[0].camera
     assert (camera.shot, camera.angle) == ("close-up", "high")
@@ -442,9 +482,13 @@ def test_camera_vocabulary(write_story):
         "storyreel: 1\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1, camera: {shot: closup, move: wobble}}]}]\n"
     )
     found = problems_of(path)
-    assert found[0].startswith(f"{where(path, 'closup')}: scenes[0].shots[0].camera.shot: unknown shot type 'closup'")
+    assert found[0].startswith(
+        f"{where(path, 'closup')}: scenes[0].shots[0].camera.shot: unknown shot type 'closup'"
+    )
     assert "did you mean 'close-up'?" in found[0]
-    assert found[1].startswith(f"{where(path, 'wobble')}: scenes[0].shots[0].camera.move: no camera move recognised in 'wobble'")
+    assert found[1].startswith(
+        f"{where(path, 'wobble')}: scenes[0].shots[0].camera.move: no camera move recognised in 'wobble'"
+    )
 
 
 def test_anchors_and_merge_keys_work(write_story):
@@ -465,7 +509,9 @@ def test_anchors_and_merge_keys_work(write_story):
 
 
 def test_vars_only_in_templates(write_story):
-    path = write_story("storyreel: 1\nvars: {n: 1}\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1}]}]\n")
+    path = write_story(
+        "storyreel: 1\nvars: {n: 1}\nscenes: [{id: a, shots: [{id: x, prompt: p, duration: 1}]}]\n"
+    )
     assert only_problem(path) == (
         f"{where(path, 'vars')}: vars: `vars:` is only read in a templated storyboard; rename the file to end in .yaml.j2, "
         "or remove `vars:`"
@@ -526,8 +572,10 @@ def test_template_is_sandboxed(write_story):
 
 def test_built_in_code_the_same_checks_apply():
     board = Storyboard.model_validate(
-        {"storyreel": 1, "scenes": [{"id": "a", "shots": [
-            {"id": "x", "prompt": "{{ ghost }}", "duration": 1}]}]}
+        {
+            "storyreel": 1,
+            "scenes": [{"id": "a", "shots": [{"id": "x", "prompt": "{{ ghost }}", "duration": 1}]}],
+        }
     )
     with pytest.raises(StoryboardError) as caught:
         plan_film(board)
