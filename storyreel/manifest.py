@@ -6,11 +6,11 @@ Scripts rely on these names (SPEC); new keys may be added, existing ones keep th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .atomic import write_text_atomic
 
 
 class _Entry(BaseModel):
@@ -75,17 +75,3 @@ class Manifest(_Entry):
         write_text_atomic(
             Path(path), json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
         )
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
