@@ -1278,6 +1278,10 @@ class AnimaticGenerator:
     def close(self) -> None:
         """Nothing to release."""
 
+    def reserved_bottom(self, width: int, height: int) -> int:
+        """Rows at the bottom of each frame that the prompt bar covers; burned-in captions sit above them."""
+        return Letterbox.for_frame(width, height).bottom
+
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
         """Draw the shot's ``request.frames`` frames at ``request.width`` x ``request.height``."""
         shot = request.shot
@@ -1294,7 +1298,9 @@ class AnimaticGenerator:
         boxes = path.boxes(*picture_size)  # (frames, 4)
 
         # 2. The plates: the drawn set, and what the shot starts from (a start image, the parent's last picture)
-        palette = scene_palette(shot.setting, shot.prompt, shot.scene)  # the storyboard's words, not the enhancer's
+        palette = scene_palette(
+            shot.setting, shot.prompt, shot.scene
+        )  # the storyboard's words, not the enhancer's
         start: Plate | None = None
         weights = np.zeros(frames)  # (frames,) how much of each frame is the start plate
         if request.image is not None:

@@ -209,11 +209,15 @@ def render(
             manifest.shots = [entries[s] for s in plan.timeline if s in entries]
             manifest.write(manifest_path)
             report.shot_finished(shot, entries[shot_id])
+        reserve = getattr(
+            engine, "reserved_bottom", None
+        )  # optional: rows a generator draws its own overlay on
+        reserved_bottom = int(reserve(plan.width, plan.height)) if callable(reserve) else 0
 
     # 5. Assemble the film (only when every shot of the timeline was rendered)
     if set(plan.timeline) <= set(entries):
         report.stage("assemble")
-        manifest.film = _assemble(board, plan, out_dir, report)
+        manifest.film = _assemble(board, plan, out_dir, report, reserved_bottom)
     else:
         report.note("rendered only some shots (--only), so film.mp4 was not assembled")
     manifest.write(manifest_path)
@@ -322,7 +326,9 @@ def _entry(shot: ShotPlan, prompt: EnhancedPrompt, clip: Clip, key: str) -> Shot
     )
 
 
-def _assemble(board: Storyboard, plan: FilmPlan, out_dir: Path, report: RenderProgress) -> FilmEntry:
+def _assemble(
+    board: Storyboard, plan: FilmPlan, out_dir: Path, report: RenderProgress, reserved_bottom: int = 0
+) -> FilmEntry:
     from .assemble import AudioBed, Cut, assemble_film, write_srt
 
     cuts = [
@@ -352,6 +358,7 @@ def _assemble(board: Storyboard, plan: FilmPlan, out_dir: Path, report: RenderPr
         width=plan.width,
         height=plan.height,
         audio=audio,
+        reserved_bottom=reserved_bottom,
         progress=report.film_progress,
     )
     srt = out_dir / "film.srt"
