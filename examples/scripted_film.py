@@ -36,7 +36,9 @@ def tide_pool_film(moments: list[str]) -> Storyboard:
         generation=storyreel.Generation(resolution="540P", fps=24, seed=2024),
         characters={"crab": Character(description="a small green shore crab with a speckled shell")},
         scenes=[
-            Scene(id="pool", setting="a rocky tide pool with anemones and clear shallow water", shots=crossing),
+            Scene(
+                id="pool", setting="a rocky tide pool with anemones and clear shallow water", shots=crossing
+            ),
             Scene(
                 id="sea",
                 setting="the open sea beyond the rocks",
@@ -66,10 +68,14 @@ class PrintProgress(RenderProgress):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("renders/scripted_film"))
-    parser.add_argument("--model", default=None, help="SkyReels-V2 DF model folder or hub id (default: animatic)")
+    parser.add_argument(
+        "--model", default=None, help="SkyReels-V2 DF model folder or hub id (default: animatic)"
+    )
     args = parser.parse_args()
 
-    board = tide_pool_film(["steps out from under a rock", "pauses by an anemone", "scuttles to the water's edge"])
+    board = tide_pool_film(
+        ["steps out from under a rock", "pauses by an anemone", "scuttles to the water's edge"]
+    )
 
     plan = storyreel.plan_film(board, model=args.model)
     print(f"{plan.title}: {len(plan.shots)} shots, {plan.film_seconds}s; chains: {plan.chains}")
