@@ -13,7 +13,8 @@ prompt. Character references are still filled in (the storyboard stage does that
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.storyboard import EnhancerSettings
@@ -23,9 +24,22 @@ class PassthroughEnhancer:
     """Returns each shot's prompt unchanged."""
 
     name = "none"
+    reproducible = True  # nothing to lock
 
     def __init__(self, settings: EnhancerSettings):
         self.settings = settings
 
-    def enhance(self, film: FilmContext, shots: Sequence[ShotContext]) -> list[EnhancedPrompt]:
-        return [EnhancedPrompt(shot.id, shot.prompt, source=self.name) for shot in shots]
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.name.encode()).hexdigest()
+
+    def enhance(
+        self,
+        film: FilmContext,
+        shots: Sequence[ShotContext],
+        on_result: Callable[[EnhancedPrompt], None] | None = None,
+    ) -> list[EnhancedPrompt]:
+        results = [EnhancedPrompt(shot.id, shot.prompt, source=self.name) for shot in shots]
+        for result in results:
+            if on_result is not None:
+                on_result(result)
+        return results

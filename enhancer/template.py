@@ -33,8 +33,9 @@ Wide shot: a grey heron watches the water. The setting is a marsh at dawn. Soft,
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -342,26 +343,46 @@ def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
     }
 
 
+def _template_source() -> str:
+    return files("storyreel_enhancer").joinpath(TEMPLATE).read_text(encoding="utf-8")
+
+
 def _load_template() -> jinja2.Template:
     environment = jinja2.sandbox.SandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
     )
     environment.filters["upper_first"] = _upper_first
-    source = files("storyreel_enhancer").joinpath(TEMPLATE).read_text(encoding="utf-8")
-    return environment.from_string(source)
+    return environment.from_string(_template_source())
 
 
 class TemplateEnhancer:
     """Deterministic SkyReels-style captions from ``prompts/caption.j2``; needs no model or network."""
 
     name = "template"
+    version = "1"  # bump when the phrasing code changes, so that locked prompts are written again
+    reproducible = True  # the same shot always gives the same caption, at no cost: nothing to lock
 
     def __init__(self, settings: EnhancerSettings):
         self.settings = settings
         self._template = _load_template()
 
-    def enhance(self, film: FilmContext, shots: Sequence[ShotContext]) -> list[EnhancedPrompt]:
-        return [EnhancedPrompt(shot.id, self.caption(film, shot), source=self.name) for shot in shots]
+    def fingerprint(self) -> str:
+        """What decides this backend's captions: its version, the cap and the template's text."""
+        identity = f"{self.name}\n{self.version}\n{self.settings.max_words}\n{_template_source()}"
+        return hashlib.sha256(identity.encode()).hexdigest()
+
+    def enhance(
+        self,
+        film: FilmContext,
+        shots: Sequence[ShotContext],
+        on_result: Callable[[EnhancedPrompt], None] | None = None,
+    ) -> list[EnhancedPrompt]:
+        results = []
+        for shot in shots:
+            results.append(EnhancedPrompt(shot.id, self.caption(film, shot), source=self.name))
+            if on_result is not None:
+                on_result(results[-1])
+        return results
 
     def caption(self, film: FilmContext, shot: ShotContext) -> str:
         """One shot's caption, within ``max_words``: optional sentences go first, then it ends at a sentence."""

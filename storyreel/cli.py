@@ -45,6 +45,29 @@ Vars = Annotated[
     typer.Option("--var", help="template variable NAME=VALUE for a .yaml.j2 storyboard (repeatable)"),
 ]
 
+EnhancerName = Annotated[
+    str | None,
+    typer.Option(help="prompt enhancer: none, template, vllm, ... [default: the storyboard's]"),
+]
+EnhancerUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="STORYREEL_ENHANCER_URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
+    ),
+]
+EnhancerModel = Annotated[
+    str | None, typer.Option(envvar="STORYREEL_ENHANCER_MODEL", help="model the endpoint serves")
+]
+EnhancerFallback = Annotated[
+    str | None,
+    typer.Option(
+        help="enhancer for shots the first one cannot enhance, e.g. template (recorded in the manifest)"
+    ),
+]
+RefreshPrompts = Annotated[
+    bool, typer.Option("--refresh-prompts", help="enhance every shot again, ignoring the prompt lock")
+]
+
 
 @contextmanager
 def _errors() -> Iterator[None]:
@@ -108,13 +131,11 @@ def render(
         str | None,
         typer.Option(envvar="STORYREEL_MODEL", help="model folder or hub id, for every shot"),
     ] = None,
-    enhancer: Annotated[
-        str | None, typer.Option(help="prompt enhancer: none, template, ... [default: the storyboard's]")
-    ] = None,
-    enhancer_url: Annotated[
-        str | None,
-        typer.Option(envvar="STORYREEL_ENHANCER_URL", help="OpenAI-compatible endpoint for the enhancer"),
-    ] = None,
+    enhancer: EnhancerName = None,
+    enhancer_url: EnhancerUrl = None,
+    enhancer_model: EnhancerModel = None,
+    enhancer_fallback: EnhancerFallback = None,
+    refresh_prompts: RefreshPrompts = False,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -148,6 +169,9 @@ def render(
                 model=model,
                 enhancer=enhancer,
                 enhancer_url=enhancer_url,
+                enhancer_model=enhancer_model,
+                enhancer_fallback=enhancer_fallback,
+                refresh_prompts=refresh_prompts,
                 only=shots,
                 seed=seed,
                 allow_outside=allow_outside,
@@ -169,6 +193,68 @@ def render(
                 )
             else:
                 err.print(f"[green]done:[/] {len(manifest.shots)} shot(s) in {folder / 'shots'}")
+
+
+@app.command()
+def enhance(
+    story: Story,
+    enhancer: EnhancerName = None,
+    enhancer_url: EnhancerUrl = None,
+    enhancer_model: EnhancerModel = None,
+    enhancer_fallback: EnhancerFallback = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="requests in flight at once [default: the storyboard's, 8]"),
+    ] = None,
+    refresh_prompts: RefreshPrompts = False,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print {shot id: {prompt, origin, backend, model}} on stdout")
+    ] = False,
+) -> None:
+    """Enhance every shot's prompt and write them to STORY's lock (<stem>.lock.yaml), for review or editing."""
+    from .rendering import enhance_storyboard
+
+    with _errors():
+        with _RichProgress() as progress:
+            lock_path, prompts = enhance_storyboard(
+                story,
+                enhancer=enhancer,
+                enhancer_url=enhancer_url,
+                enhancer_model=enhancer_model,
+                enhancer_fallback=enhancer_fallback,
+                concurrency=concurrency,
+                refresh_prompts=refresh_prompts,
+                allow_outside=allow_outside,
+                template_vars=_template_vars(var),
+                progress=progress,
+            )
+        if json_output:
+            document = {
+                shot_id: {
+                    "prompt": p.prompt.prompt,
+                    "origin": p.origin,
+                    "backend": p.prompt.source,
+                    "model": p.prompt.model,
+                }
+                for shot_id, p in prompts.items()
+            }
+            out.print_json(data=document)
+            return
+        table = Table("shot", "from", "words", "prompt", show_lines=True)
+        for shot_id, p in prompts.items():
+            origin = {
+                "enhancer": f"{p.prompt.source} (new)",
+                "lock": "lock",
+                "edited": "lock (your edit)",
+            }.get(p.origin, f"{p.prompt.source} (fallback)")
+            table.add_row(shot_id, origin, str(len(p.prompt.prompt.split())), escape(p.prompt.prompt))
+        out.print(table)
+        fresh = sum(p.origin == "enhancer" for p in prompts.values())
+        err.print(
+            f"[green]done:[/] {fresh} shot(s) enhanced, {len(prompts) - fresh} from the lock; wrote {lock_path}"
+        )
 
 
 class _RichProgress:

@@ -10,13 +10,18 @@ re-enhances that shot alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from .backends import ENHANCERS, available, load_backend
+from .errors import StoryboardError, StoryreelError
+from .prompt_lock import LockEntry, PromptLock, text_sha256
 from .storyboard import Camera, EnhancerSettings
 
 if TYPE_CHECKING:
@@ -61,12 +66,25 @@ class EnhancedPrompt:
 
 @runtime_checkable
 class Enhancer(Protocol):
-    """The enhancer contract. Implementations take ``EnhancerSettings`` in ``__init__``."""
+    """The enhancer contract. Implementations take ``EnhancerSettings`` in ``__init__``.
+
+    A backend may also set ``reproducible = True`` when the same shot always gives the same prompt
+    at no cost (the ``template`` and ``none`` backends): its prompts are then not written to the lock.
+    """
 
     name: str
 
-    def enhance(self, film: FilmContext, shots: Sequence[ShotContext]) -> list[EnhancedPrompt]:
-        """One enhanced prompt per shot, in the order given."""
+    def fingerprint(self) -> str:
+        """A stable hash of everything in the backend that decides its output (model, template, caps, sampling)."""
+        ...
+
+    def enhance(
+        self,
+        film: FilmContext,
+        shots: Sequence[ShotContext],
+        on_result: Callable[[EnhancedPrompt], None] | None = None,
+    ) -> list[EnhancedPrompt]:
+        """One enhanced prompt per shot, in the order given; ``on_result`` hears of each as soon as it is ready."""
         ...
 
 
@@ -103,3 +121,130 @@ def shot_contexts(board: Storyboard, plan: FilmPlan) -> list[ShotContext]:
             )
         )
     return contexts
+
+
+# --- a film's prompts: from the lock where it is current, from the enhancer where not ---------------------------
+
+Origin = Literal["enhancer", "lock", "edited", "fallback"]
+
+
+@dataclass(frozen=True)
+class ShotPrompt:
+    """The prompt a shot is generated from, and where it came from."""
+
+    prompt: EnhancedPrompt
+    origin: Origin  # enhanced now, reused from the lock, hand-edited in the lock, or written by the fallback
+
+
+def request_fingerprint(film: FilmContext, shot: ShotContext, backend_fingerprint: str) -> str:
+    """Everything one shot's enhancement request is made from: the shot in context and the backend's settings."""
+    document = {
+        "film": film.model_dump(mode="json"),
+        "shot": shot.model_dump(mode="json"),
+        "backend": backend_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def enhancer_settings(board: Storyboard, **overrides: object) -> EnhancerSettings:
+    """The storyboard's enhancer settings with command-line overrides (None leaves a setting alone)."""
+    settings = board.enhancer.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    if settings.system_template:  # backends get an absolute path
+        settings = settings.model_copy(
+            update={"system_template": str(board.resolve_asset(settings.system_template))}
+        )
+    return settings
+
+
+def enhance_film(
+    board: Storyboard,
+    plan: FilmPlan,
+    settings: EnhancerSettings,
+    *,
+    only: set[str] | None = None,
+    lock_path: Path | None = None,
+    write_lock: bool | None = None,
+    refresh: bool = False,
+    note: Callable[[str], None] = lambda message: None,
+    on_prompt: Callable[[ShotPrompt], None] = lambda prompt: None,
+    backend: Enhancer | None = None,
+) -> dict[str, ShotPrompt]:
+    """Every (selected) shot's prompt, enhancing only what the lock does not already hold.
+
+    Locked prompts are reused while their fingerprint matches; the rest go to the enhancer in one
+    call, so a server backend sends them concurrently, and each answer is written to the lock as it
+    arrives. ``write_lock`` defaults to: when the backend is not ``reproducible``, or a lock exists.
+    If the backend fails and ``settings.fallback`` names another enhancer, that one writes the prompts
+    still missing (they are not locked, so the next render asks the real backend again). ``backend``
+    is an enhancer object to use instead of opening ``settings.backend`` by name.
+    """
+    film = film_context(board)
+    contexts = [c for c in shot_contexts(board, plan) if only is None or c.id in only]
+    enhancer = backend if backend is not None else open_enhancer(settings.backend, settings)
+    if settings.fallback:
+        load_backend(ENHANCERS, settings.fallback)  # a misspelt fallback fails now, not when it is needed
+    backend_fingerprint = enhancer.fingerprint()
+    keys = {c.id: request_fingerprint(film, c, backend_fingerprint) for c in contexts}
+
+    lock = None
+    if lock_path is not None:
+        lock = PromptLock.load(lock_path, board.path.name if board.path else board.title)
+        if write_lock is None:
+            write_lock = lock_path.exists() or not getattr(enhancer, "reproducible", False)
+    results: dict[str, ShotPrompt] = {}
+    missing: list[ShotContext] = []
+    for context in contexts:
+        entry = lock.get(context.id) if lock else None
+        if entry is not None and entry.fingerprint == keys[context.id] and not refresh:
+            origin: Origin = "edited" if entry.edited else "lock"
+            results[context.id] = ShotPrompt(
+                EnhancedPrompt(context.id, entry.prompt, entry.backend, entry.model), origin
+            )
+            on_prompt(results[context.id])
+            continue
+        if entry is not None and entry.edited:
+            note(
+                f"shot '{context.id}' changed, so its hand-edited prompt in {lock_path} is replaced by a new one"
+            )
+        missing.append(context)
+
+    def arrived(prompt: EnhancedPrompt) -> None:
+        results[prompt.shot_id] = ShotPrompt(prompt, "enhancer")
+        if lock is not None and write_lock:
+            lock.put(
+                prompt.shot_id,
+                LockEntry(
+                    prompt.prompt,
+                    prompt.source,
+                    prompt.model,
+                    keys[prompt.shot_id],
+                    text_sha256(prompt.prompt),
+                ),
+            )
+        on_prompt(results[prompt.shot_id])
+
+    if missing:
+        try:
+            for prompt in enhancer.enhance(film, missing, on_result=arrived):
+                if prompt.shot_id not in results:  # a backend that does not report as it goes
+                    arrived(prompt)
+        except StoryboardError:
+            raise
+        except StoryreelError as exc:
+            still = [c for c in missing if c.id not in results]
+            if not settings.fallback or settings.fallback == settings.backend:
+                raise
+            note(
+                f"the {settings.backend} enhancer failed ({exc}); the {settings.fallback} enhancer writes the "
+                f"prompts of {len(still)} shot(s) instead"
+            )
+            fallback = open_enhancer(
+                settings.fallback, settings.model_copy(update={"backend": settings.fallback})
+            )
+            for prompt in fallback.enhance(film, still):
+                results[prompt.shot_id] = ShotPrompt(prompt, "fallback")
+                on_prompt(results[prompt.shot_id])
+    if lock is not None and write_lock:
+        lock.keep_only(plan.timeline)
+        lock.save()
+    return {c.id: results[c.id] for c in contexts}

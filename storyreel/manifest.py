@@ -40,6 +40,11 @@ class ShotEntry(_Entry):
     prompt: str = Field(description="the storyboard's prompt, characters filled in")
     enhanced_prompt: str = Field(description="the prompt the generator was given")
     enhanced_by: str = Field(description="the enhancer that wrote enhanced_prompt")
+    enhancer_model: str | None = Field(None, description="the model that wrote it, for LLM enhancers")
+    prompt_origin: str = Field(
+        "enhancer",
+        description="enhancer (this run), lock (reused), edited (hand-edited in the lock), fallback",
+    )
     seed: int
     cache_key: str = Field(description="fingerprint of everything that decides the shot's frames")
     cached: bool = Field(description="whether this run reused the shot instead of generating it")

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .backends import GENERATORS, load_backend
-from .enhance import EnhancedPrompt, film_context, open_enhancer, shot_contexts
+from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import UserError
 from .fingerprint import file_sha256, shot_key
 from .generate import (
@@ -38,6 +38,7 @@ from .generate import (
 from .generate import run_generator as _run_generator
 from .manifest import FilmEntry, Manifest, ShotEntry
 from .plan import FilmPlan, ShotPlan, plan_film
+from .prompt_lock import lock_path_for
 from .storyboard import Storyboard, load_storyboard
 
 ANIMATIC = "animatic"
@@ -98,8 +99,11 @@ def render(
     *,
     generator: str | Generator | None = None,
     model: str | None = None,
-    enhancer: str | None = None,
+    enhancer: str | Enhancer | None = None,
     enhancer_url: str | None = None,
+    enhancer_model: str | None = None,
+    enhancer_fallback: str | None = None,
+    refresh_prompts: bool = False,
     only: Sequence[str] | None = None,
     seed: int | None = None,
     allow_outside: bool = False,
@@ -112,8 +116,11 @@ def render(
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
 
     ``generator`` picks the backend by name (default: ``skyreels`` when a model is set, else the
-    ``animatic``), or is a generator object you constructed (it is used as is and not closed); ``model`` replaces the storyboard's model for every shot; ``enhancer`` and
-    ``enhancer_url`` replace the storyboard's enhancer settings; ``only`` renders just those shots
+    ``animatic``), or is a generator object you constructed (it is used as is and not closed); ``model`` replaces the storyboard's model for every shot; ``enhancer`` (a name, or an enhancer object),
+    ``enhancer_url`` and ``enhancer_model`` replace the storyboard's enhancer settings
+    (``enhancer_fallback`` names an enhancer for shots the first one cannot do); prompts are locked in
+    ``<stem>.lock.yaml`` beside the storyboard and reused until their shot changes, unless
+    ``refresh_prompts``; ``only`` renders just those shots
     (and the shots they continue), without assembling the film; ``seed`` replaces the film seed.
     """
     report = progress or RenderProgress()
@@ -143,18 +150,26 @@ def render(
     out_dir = Path(out) if out is not None else default_out_dir(board.path, board.title)
     (out_dir / "shots").mkdir(parents=True, exist_ok=True)
 
-    # 3. Enhance: all shots of the film in one call, so a server-backed enhancer can run them concurrently
-    enhancer_settings = board.enhancer.model_copy(
-        update={k: v for k, v in {"backend": enhancer, "url": enhancer_url}.items() if v is not None}
+    # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
+    #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
+    settings = enhancer_settings(
+        board,
+        backend=enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name,
+        url=enhancer_url,
+        model=enhancer_model,
+        fallback=enhancer_fallback,
     )
-    report.stage("enhance", enhancer_settings.backend)
-    contexts = [c for c in shot_contexts(board, plan) if c.id in selected]
-    enhanced = {
-        p.shot_id: p
-        for p in open_enhancer(enhancer_settings.backend, enhancer_settings).enhance(
-            film_context(board), contexts
-        )
-    }
+    report.stage("enhance", settings.backend)
+    prompts = enhance_film(
+        board,
+        plan,
+        settings,
+        only=selected,
+        lock_path=lock_path_for(board.path) if board.path else out_dir / "prompts.lock.yaml",
+        refresh=refresh_prompts,
+        note=report.note,
+        backend=None if isinstance(enhancer, str) else enhancer,
+    )
 
     manifest = Manifest(
         storyreel=__version__,
@@ -163,7 +178,7 @@ def render(
         title=board.title,
         generator=generator_name,
         model=model_id,
-        enhancer=enhancer_settings.backend,
+        enhancer=settings.backend,
         film=None,
         shots=[],
         notes=list(plan.notes),
@@ -184,7 +199,7 @@ def render(
         for index, shot_id in enumerate(order, start=1):
             shot = plan.shot(shot_id)
             report.shot_started(shot, index, len(order))
-            prompt = enhanced[shot_id]
+            prompt = prompts[shot_id].prompt
             image = load_start_image(shot.image, shot.width, shot.height) if shot.image else None
             request = ShotRequest(
                 shot=shot,
@@ -205,7 +220,7 @@ def render(
             clip = _run_generator(engine, request, report.shot_progress)
             tails.keep(shot, clip.frames, request.tail_frames)
             _write_shot(clip, out_dir / "shots" / f"{shot_id}.mp4", shot.fps)
-            entries[shot_id] = _entry(shot, prompt, clip, keys[shot_id])
+            entries[shot_id] = _entry(shot, prompts[shot_id], clip, keys[shot_id])
             manifest.shots = [entries[s] for s in plan.timeline if s in entries]
             manifest.write(manifest_path)
             report.shot_finished(shot, entries[shot_id])
@@ -222,6 +237,64 @@ def render(
         report.note("rendered only some shots (--only), so film.mp4 was not assembled")
     manifest.write(manifest_path)
     return manifest
+
+
+def enhance_storyboard(
+    storyboard: Storyboard | str | Path,
+    *,
+    enhancer: str | Enhancer | None = None,
+    enhancer_url: str | None = None,
+    enhancer_model: str | None = None,
+    enhancer_fallback: str | None = None,
+    concurrency: int | None = None,
+    refresh_prompts: bool = False,
+    lock: str | Path | None = None,
+    allow_outside: bool = False,
+    template_vars: dict[str, Any] | None = None,
+    progress: RenderProgress | None = None,
+    on_prompt: Callable[[ShotPrompt], None] | None = None,
+) -> tuple[Path, dict[str, ShotPrompt]]:
+    """Enhance every shot's prompt and write the lock (``<stem>.lock.yaml`` unless ``lock`` is given).
+
+    Returns the lock's path and each shot's prompt with its origin, in timeline order. Shots whose
+    locked prompt is still current are not sent again unless ``refresh_prompts``.
+    """
+    report = progress or RenderProgress()
+    board = (
+        storyboard
+        if isinstance(storyboard, Storyboard)
+        else load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
+    )
+    plan = plan_film(board, allow_outside=allow_outside)
+    if lock is not None:
+        lock_path = Path(lock)
+    elif board.path is not None:
+        lock_path = lock_path_for(board.path)
+    else:
+        raise UserError(
+            "a storyboard built in code has no file to put its prompt lock beside; pass lock=PATH"
+        )
+    settings = enhancer_settings(
+        board,
+        backend=enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name,
+        url=enhancer_url,
+        model=enhancer_model,
+        fallback=enhancer_fallback,
+        concurrency=concurrency,
+    )
+    report.stage("enhance", settings.backend)
+    prompts = enhance_film(
+        board,
+        plan,
+        settings,
+        lock_path=lock_path,
+        write_lock=True,
+        refresh=refresh_prompts,
+        note=report.note,
+        on_prompt=on_prompt or (lambda prompt: None),
+        backend=None if isinstance(enhancer, str) else enhancer,
+    )
+    return lock_path, prompts
 
 
 def _select(board: Storyboard, plan: FilmPlan, only: Sequence[str] | None) -> set[str]:
@@ -304,7 +377,7 @@ def _write_shot(clip: Clip, path: Path, fps: int) -> None:
     write_shot(clip.frames, path, fps)
 
 
-def _entry(shot: ShotPlan, prompt: EnhancedPrompt, clip: Clip, key: str) -> ShotEntry:
+def _entry(shot: ShotPlan, prompt: ShotPrompt, clip: Clip, key: str) -> ShotEntry:
     return ShotEntry(
         id=shot.id,
         scene=shot.scene,
@@ -315,8 +388,10 @@ def _entry(shot: ShotPlan, prompt: EnhancedPrompt, clip: Clip, key: str) -> Shot
         transition=shot.transition,
         mode=shot.mode,
         prompt=shot.prompt,
-        enhanced_prompt=prompt.prompt,
-        enhanced_by=prompt.source,
+        enhanced_prompt=prompt.prompt.prompt,
+        enhanced_by=prompt.prompt.source,
+        enhancer_model=prompt.prompt.model,
+        prompt_origin=prompt.origin,
         seed=shot.seed,
         cache_key=key,
         cached=False,

@@ -313,6 +313,16 @@ class EnhancerSettings(_Model):
     url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     model: str | None = Field(None, description="model name the endpoint serves")
     max_words: int = Field(120, ge=10, le=1000, description="cap on an enhanced prompt's length")
+    concurrency: int = Field(8, ge=1, le=256, description="requests in flight at once (server backends)")
+    timeout: float = Field(
+        600.0, gt=0, description="seconds a server backend keeps retrying before it gives up"
+    )
+    system_template: str | None = Field(
+        None, description="your own Jinja2 system prompt for LLM backends, relative to the storyboard"
+    )
+    fallback: str | None = Field(
+        None, description="enhancer to use for shots the backend cannot enhance (e.g. template)"
+    )
 
 
 class Audio(_Model):
@@ -644,6 +654,8 @@ class Storyboard(_Model):
                 assets.append((("characters", name, "reference"), character.reference))
         if self.audio is not None:
             assets.append((("audio", "music"), self.audio.music))
+        if self.enhancer.system_template:
+            assets.append((("enhancer", "system_template"), self.enhancer.system_template))
         base = self.base_dir.resolve()
         for path, value in assets:
             resolved = self.resolve_asset(value)
