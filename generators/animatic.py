@@ -1278,7 +1278,8 @@ class AnimaticGenerator:
     def close(self) -> None:
         """Nothing to release."""
 
-    def reserved_bottom(self, width: int, height: int) -> int:
+    @staticmethod
+    def reserved_bottom(width: int, height: int) -> int:
         """Rows at the bottom of each frame that the prompt bar covers; burned-in captions sit above them."""
         return Letterbox.for_frame(width, height).bottom
 

@@ -53,3 +53,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """:func:`write_bytes_atomic` for UTF-8 text."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def copy_atomic(source: Path, destination: Path) -> None:
+    """Copy ``source`` over ``destination`` atomically (nothing to do when it already holds the same bytes)."""
+    import filecmp
+    import shutil
+
+    if destination.is_file() and filecmp.cmp(source, destination, shallow=False):
+        return
+    temporary = temporary_beside(destination)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

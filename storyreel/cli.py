@@ -68,6 +68,13 @@ RefreshPrompts = Annotated[
     bool, typer.Option("--refresh-prompts", help="enhance every shot again, ignoring the prompt lock")
 ]
 
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", envvar="STORYREEL_CACHE", help="shot cache folder [default: the user cache folder]"
+    ),
+]
+
 
 @contextmanager
 def _errors() -> Iterator[None]:
@@ -82,7 +89,10 @@ def _errors() -> Iterator[None]:
             _internal_failure = True
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: shots already written are kept in the render folder")
+        err.print(
+            "[yellow]interrupted[/]: every finished shot is saved in the shot cache; "
+            "run the same command again to resume from there"
+        )
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
@@ -143,6 +153,10 @@ def render(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="film seed, replacing the storyboard's")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="generate every shot again instead of reusing cached ones")
+    ] = False,
+    cache_dir: CacheDir = None,
     device: Annotated[
         str | None,
         typer.Option(envvar="STORYREEL_DEVICE", help="cuda, cuda:1, cpu [default: best available]"),
@@ -174,6 +188,8 @@ def render(
                 refresh_prompts=refresh_prompts,
                 only=shots,
                 seed=seed,
+                reuse=not no_cache,
+                cache_dir=cache_dir,
                 allow_outside=allow_outside,
                 template_vars=_template_vars(var),
                 device=device,
@@ -449,6 +465,117 @@ def schema() -> None:
 
     with _errors():
         sys.stdout.write(json.dumps(storyboard_schema(), indent=2) + "\n")
+
+
+cache_app = typer.Typer(help="Show and trim the shot cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _size(text: str) -> int:
+    """'500M', '20G', '1.5T', or plain bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1] if value and value[-1] in units else ""
+    try:
+        return int(float(value.removesuffix(unit)) * units[unit])
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a size; write e.g. 500M or 20G") from None
+
+
+def _age(text: str) -> float:
+    """'90m', '12h', '30d', '2w' in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    value = text.strip().lower()
+    try:
+        return float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value) * 86400
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not an age; write e.g. 12h or 30d") from None
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+@cache_app.command("ls")
+def cache_ls(cache_dir: CacheDir = None) -> None:
+    """List cached shots, least recently used first."""
+    import time
+
+    from .cache import ShotCache
+
+    cache = ShotCache(cache_dir)
+    table = Table("key", "shot", "frames", "size", "generator", "last used", "storyboard")
+    count = 0
+    for folder, info, size, used in sorted(cache.entries(), key=lambda row: row[3]):
+        count += 1
+        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(used))
+        if info is None:
+            table.add_row(folder.name[:12], "[red]damaged[/]", "", _human(size), "", age, "")
+            continue
+        table.add_row(
+            info.key[:12], info.shot_id, str(info.frames), _human(size), info.generator, age,
+            escape(Path(info.storyboard).name if info.storyboard else "(code)"),
+        )  # fmt: skip
+    out.print(table)
+    err.print(f"{count} shot(s) in {cache.shots}")
+
+
+@cache_app.command("du")
+def cache_du(cache_dir: CacheDir = None) -> None:
+    """How much disk the shot cache uses."""
+    from .cache import ShotCache
+
+    cache = ShotCache(cache_dir)
+    rows = list(cache.entries())
+    out.print(f"{_human(sum(r[2] for r in rows))} in {len(rows)} shot(s) ({cache.shots})")
+
+
+@cache_app.command("gc")
+def cache_gc(
+    keep: Annotated[
+        list[Path] | None,
+        typer.Argument(help="storyboards whose shots are kept whatever their age", show_default=False),
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="remove shots unused for this long, e.g. 30d or 12h")
+    ] = None,
+    max_size: Annotated[
+        str | None, typer.Option(help="then remove least recently used shots until the cache fits, e.g. 50G")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="remove every cached shot")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go, remove nothing")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Trim the shot cache: damaged and old entries, then down to a size; never the shots of KEEP storyboards."""
+    from .cache import ShotCache, plan_gc
+
+    with _errors():
+        if older_than is None and max_size is None and not everything:
+            err.print("nothing to do: give --older-than, --max-size or --all (see --help)")
+            raise typer.Exit(1)
+        cache = ShotCache(cache_dir)
+        plan = plan_gc(
+            cache,
+            older_than=_age(older_than) if older_than else None,
+            max_bytes=_size(max_size) if max_size else None,
+            protect={str(p.resolve()) for p in keep or []},
+            everything=everything,
+        )
+        freed = sum(size for _, _, size in plan.remove)
+        if not dry_run:
+            for folder, _, _ in plan.remove:
+                cache.remove(folder)
+            for staging in cache.abandoned():
+                cache.remove(staging)
+        verb = "would remove" if dry_run else "removed"
+        out.print(
+            f"{verb} {len(plan.remove)} shot(s), {_human(freed)}; {_human(plan.keep_bytes)} kept"
+            + (f" ({plan.kept_in_use} used by the storyboards given)" if keep else "")
+        )
 
 
 def main() -> None:

@@ -50,6 +50,10 @@ class ShotEntry(_Entry):
     cached: bool = Field(description="whether this run reused the shot instead of generating it")
     dit_passes: int = Field(description="transformer forward passes this run spent on the shot")
     seconds_generating: float
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="what was given up to fit in GPU memory (offload, base_num_frames=77)",
+    )
     path: str = Field(description="the shot's file, relative to the render folder")
 
 

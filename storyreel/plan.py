@@ -220,6 +220,40 @@ def window_schedule(
     return windows
 
 
+def with_base_frames(shot: ShotPlan, base_num_frames: int) -> ShotPlan | None:
+    """The same shot planned with a smaller diffusion-forcing window, or None if that window is not valid
+    for it (not 4k+1, not a whole number of causal blocks, no longer than the overlap, or leaving a
+    window that is not a whole number of blocks). The frames are the same; only the windows change.
+
+    Used when a shot does not fit in GPU memory: smaller windows need less.
+    """
+    settings = shot.settings
+    block = settings.causal_block_size
+    base_latent = latent_count(base_num_frames)
+    overlap_latent = latent_count(settings.overlap_history)
+    if (base_num_frames - 1) % VAE_TEMPORAL_STRIDE or base_latent % block or overlap_latent >= base_latent:
+        return None
+    windows = window_schedule(
+        latent_frames=shot.latent_frames,
+        base_latent=base_latent,
+        overlap_latent=overlap_latent,
+        first_prefix={"fresh": 0, "image": 1, "continue": overlap_latent}[shot.mode],
+        steps=settings.steps,
+        ar_step=settings.ar_step,
+        causal_block_size=block,
+    )
+    if any(w.latent_frames % block for w in windows):
+        return None
+    new_settings = settings.model_copy(update={"base_num_frames": base_num_frames})
+    return shot.model_copy(
+        update={
+            "settings": new_settings,
+            "windows": windows,
+            "dit_passes": sum(w.denoise_steps for w in windows) * new_settings.passes_per_step,
+        }
+    )
+
+
 # --- model size, for the estimate -----------------------------------------------------------------------------
 
 # Wan2.1-style DiT sizes of the SkyReels-V2 releases: (dim, layers, ffn).

@@ -14,18 +14,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
+from .atomic import copy_atomic
 from .backends import GENERATORS, load_backend
+from .cache import EntryInfo, ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
-from .errors import UserError
-from .fingerprint import file_sha256, shot_key
+from .errors import GenerationError, UserError
+from .fingerprint import file_sha256, model_identity, shot_key
 from .generate import (
     Clip,
     Generator,
@@ -37,7 +42,7 @@ from .generate import (
 )
 from .generate import run_generator as _run_generator
 from .manifest import FilmEntry, Manifest, ShotEntry
-from .plan import FilmPlan, ShotPlan, plan_film
+from .plan import FilmPlan, ShotPlan, plan_film, with_base_frames
 from .prompt_lock import lock_path_for
 from .storyboard import Storyboard, load_storyboard
 
@@ -106,6 +111,9 @@ def render(
     refresh_prompts: bool = False,
     only: Sequence[str] | None = None,
     seed: int | None = None,
+    use_cache: bool = True,
+    reuse: bool = True,
+    cache_dir: str | Path | None = None,
     allow_outside: bool = False,
     template_vars: dict[str, Any] | None = None,
     device: str | None = None,
@@ -122,6 +130,9 @@ def render(
     ``<stem>.lock.yaml`` beside the storyboard and reused until their shot changes, unless
     ``refresh_prompts``; ``only`` renders just those shots
     (and the shots they continue), without assembling the film; ``seed`` replaces the film seed.
+    Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the user
+    cache folder) and reused by any later render that needs the same frames; ``reuse=False`` generates
+    every shot again (and refreshes the cache), ``use_cache=False`` neither reads nor writes it.
     """
     report = progress or RenderProgress()
 
@@ -144,9 +155,10 @@ def render(
         )
     for note in plan.notes:
         report.note(note)
-    load_backend(
-        GENERATORS, generator_name
-    )  # an unknown name or missing extra fails now, not after enhancing
+    # An unknown generator or a missing extra fails now, not after enhancing.
+    backend_class = (
+        generator if isinstance(generator, Generator) else load_backend(GENERATORS, generator_name)
+    )
     out_dir = Path(out) if out is not None else default_out_dir(board.path, board.title)
     (out_dir / "shots").mkdir(parents=True, exist_ok=True)
 
@@ -185,49 +197,95 @@ def render(
     )
     manifest_path = out_dir / "manifest.json"
 
-    # 4. Generate, in render order; each shot's file and the manifest are written as soon as it is done
+    # 4. Generate, in render order. A shot the cache holds is reused, not generated; each new shot's
+    #    file, cache entry and the manifest are written as soon as it is done, so a render killed at
+    #    any point resumes from there. The generator (and its model) loads only if a shot needs it.
     report.stage("generate", generator_name)
     order = [s for s in plan.render_order if s in selected]
     options = GeneratorOptions(
         model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
     )
+    version = str(getattr(backend_class, "version", __version__))
+    model_key = model_identity(model_id, board.base_dir)
+    shots = ShotCache(cache_dir, warn=report.note) if use_cache else None
+    used_by = str(board.path.resolve()) if board.path else None
     entries: dict[str, ShotEntry] = {}
-    with _opened(generator if isinstance(generator, Generator) else generator_name, options) as engine:
-        version = str(getattr(engine, "version", __version__))
+    failed: dict[str, str] = {}  # shots that did not fit in memory, and the shots continuing them
+    with _RenderFolderLock(out_dir), _LazyGenerator(generator, generator_name, options) as engine:
         tails = _TailKeeper(plan, order)
         keys: dict[str, str] = {}
         for index, shot_id in enumerate(order, start=1):
             shot = plan.shot(shot_id)
             report.shot_started(shot, index, len(order))
             prompt = prompts[shot_id].prompt
-            image = load_start_image(shot.image, shot.width, shot.height) if shot.image else None
-            request = ShotRequest(
-                shot=shot,
-                prompt=prompt.prompt,
-                negative_prompt=shot.settings.negative_prompt,
-                tail_frames=tails.tail_for(shot),
-                image=image,
-            )
             keys[shot_id] = shot_key(
                 shot,
                 prompt=prompt.prompt,
                 generator=generator_name,
                 generator_version=version,
-                model=model_id,
+                model=model_key,
                 parent_key=keys.get(shot.conditioned_on) if shot.conditioned_on else None,
                 image_sha256=file_sha256(shot.image) if shot.image else None,
             )
-            clip = _run_generator(engine, request, report.shot_progress)
-            tails.keep(shot, clip.frames, request.tail_frames)
-            _write_shot(clip, out_dir / "shots" / f"{shot_id}.mp4", shot.fps)
-            entries[shot_id] = _entry(shot, prompts[shot_id], clip, keys[shot_id])
+            if shot.conditioned_on in failed:
+                failed[shot_id] = (
+                    f"shot '{shot_id}' was not generated: it continues '{shot.conditioned_on}', which failed"
+                )
+                tails.skip(shot)
+                continue
+            conditioning = tails.tail_for(shot)
+            path = out_dir / "shots" / f"{shot_id}.mp4"
+            need = tails.need.get(shot_id, 0)
+            hit = shots.get(keys[shot_id], need_tail=need, used_by=used_by) if shots and reuse else None
+            if hit is not None:
+                copy_atomic(hit.mp4, path)
+                tails.keep(shot, hit.tail(), None)
+                entries[shot_id] = _entry(shot, prompts[shot_id], keys[shot_id], hit.info.frames, cached=True)
+            else:
+                request = ShotRequest(
+                    shot=shot,
+                    prompt=prompt.prompt,
+                    negative_prompt=shot.settings.negative_prompt,
+                    tail_frames=conditioning,
+                    image=load_start_image(shot.image, shot.width, shot.height) if shot.image else None,
+                )
+                try:
+                    clip, degraded = _generate_fitting(engine.get(), request, report)
+                except OutOfMemory as exc:
+                    failed[shot_id] = str(exc)
+                    report.note(str(exc))
+                    continue
+                if degraded:
+                    clip.info["degraded"] = ", ".join(degraded)
+                tails.keep(shot, clip.frames, conditioning)
+                _write_shot(clip, path, shot.fps)
+                if shots is not None:
+                    tail = footage_tail(clip.frames, conditioning, max(need, shot.settings.overlap_history))
+                    shots.put(
+                        _cache_info(shot, keys[shot_id], clip, generator_name, model_id, used_by), path, tail
+                    )
+                entries[shot_id] = _entry(
+                    shot,
+                    prompts[shot_id],
+                    keys[shot_id],
+                    len(clip.frames),
+                    cached=False,
+                    clip=clip,
+                    degraded=degraded,
+                )
             manifest.shots = [entries[s] for s in plan.timeline if s in entries]
             manifest.write(manifest_path)
             report.shot_finished(shot, entries[shot_id])
-        reserve = getattr(
-            engine, "reserved_bottom", None
-        )  # optional: rows a generator draws its own overlay on
-        reserved_bottom = int(reserve(plan.width, plan.height)) if callable(reserve) else 0
+    reserve = getattr(
+        backend_class, "reserved_bottom", None
+    )  # optional: rows a generator draws its own overlay on
+    reserved_bottom = int(reserve(plan.width, plan.height)) if callable(reserve) else 0
+
+    if failed:
+        raise GenerationError(
+            f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
+            + "\n".join(failed.values())
+        )
 
     # 5. Assemble the film (only when every shot of the timeline was rendered)
     if set(plan.timeline) <= set(entries):
@@ -314,22 +372,62 @@ def _select(board: Storyboard, plan: FilmPlan, only: Sequence[str] | None) -> se
     return selected
 
 
-class _opened:
-    """Open a generator by name for the whole render and always close it; a generator object is used as is."""
+class _LazyGenerator:
+    """The render's generator, opened on first use (a render whose shots are all cached loads no model) and
+    always closed; a generator object passed in is used as is and left open."""
 
-    def __init__(self, generator: str | Generator, options: GeneratorOptions):
-        self.generator, self.options = generator, options
+    def __init__(self, generator: str | Generator | None, name: str, options: GeneratorOptions):
+        self.given = generator if isinstance(generator, Generator) else None
+        self.name, self.options = name, options
         self.owned: Generator | None = None
 
-    def __enter__(self) -> Generator:
-        if isinstance(self.generator, str):
-            self.owned = open_generator(self.generator, self.options)
-            return self.owned
-        return self.generator
+    def get(self) -> Generator:
+        if self.given is not None:
+            return self.given
+        if self.owned is None:
+            self.owned = open_generator(self.name, self.options)
+        return self.owned
+
+    def __enter__(self) -> _LazyGenerator:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.owned is not None:
             self.owned.close()
+
+
+class _RenderFolderLock:
+    """One render at a time per render folder: a second one stops with a message instead of interleaving files."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".storyreel.lock"
+        self.handle: Any = None
+
+    def __enter__(self) -> _RenderFolderLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; renders there are not guarded
+            return self
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise UserError(
+                f"another storyreel render ({holder}) is writing to {self.path.parent}; "
+                "wait for it to finish, or render into another folder with --out"
+            ) from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()  # releases the lock; the file stays (removing it would race a waiting render)
 
 
 class _TailKeeper:
@@ -353,12 +451,16 @@ class _TailKeeper:
 
     def keep(self, shot: ShotPlan, frames: np.ndarray, conditioning: np.ndarray | None) -> None:
         need = self.need.get(shot.id, 0)
-        if not need:
-            return
-        footage = (
-            frames if conditioning is None or len(frames) >= need else np.concatenate([conditioning, frames])
-        )
-        self.tails[shot.id] = footage[-need:].copy()  # (need, height, width, 3)
+        if need:
+            self.tails[shot.id] = footage_tail(frames, conditioning, need)
+
+    def skip(self, shot: ShotPlan) -> None:
+        """``shot`` will not be generated (its parent failed): it no longer waits for the parent's tail."""
+        parent = shot.conditioned_on
+        if parent is not None:
+            self.waiting[parent] -= 1
+            if not self.waiting[parent]:
+                self.tails.pop(parent, None)
 
     def tail_for(self, shot: ShotPlan) -> np.ndarray | None:
         parent = shot.conditioned_on
@@ -371,19 +473,110 @@ class _TailKeeper:
         return tail
 
 
+class OutOfMemory(GenerationError):
+    """A shot did not fit in GPU memory at any step of the degrade ladder."""
+
+
+def _is_out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is the accelerator running out of memory."""
+    seen = 0
+    while error is not None and seen < 10:
+        if type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower():
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _release_accelerator_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def smaller_windows(shot: ShotPlan) -> list[ShotPlan]:
+    """The shot replanned with ever smaller diffusion-forcing windows (20 frames, one 5-frame causal block of
+    latents, less each time), as long as the window stays longer than the overlap and valid."""
+    replanned = []
+    base = shot.settings.base_num_frames - 20
+    while base > shot.settings.overlap_history:
+        candidate = with_base_frames(shot, base)
+        if candidate is not None:
+            replanned.append(candidate)
+        base -= 20
+    return replanned
+
+
+def _generate_fitting(
+    generator: Generator, request: ShotRequest, report: RenderProgress
+) -> tuple[Clip, list[str]]:
+    """Generate a shot; when it runs out of GPU memory, retry along the degrade ladder: model offloading
+    (if the generator can and is not already), then smaller windows. Returns the clip and the steps taken."""
+    degraded: list[str] = []
+    attempts: list[tuple[str, ShotRequest]] = [("", request)]
+    offload = getattr(generator, "enable_offload", None)
+    if callable(offload) and not getattr(generator, "offloading", False):
+        attempts.append(("offload", request))
+    attempts += [
+        (f"base_num_frames={shot.settings.base_num_frames}", replace(request, shot=shot))
+        for shot in smaller_windows(request.shot)
+    ]
+    for step, attempt in attempts:
+        if step == "offload" and callable(offload):
+            offload()
+        if step:
+            degraded.append(step)
+        try:
+            return _run_generator(generator, attempt, report.shot_progress), degraded
+        except GenerationError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _release_accelerator_memory()
+            report.note(
+                f"shot '{request.shot.id}' ran out of GPU memory"
+                + (f" with {', '.join(degraded)}" if degraded else "")
+                + ("; trying again with less" if (step, attempt) != attempts[-1] else "")
+            )
+    raise OutOfMemory(
+        f"shot '{request.shot.id}' does not fit in GPU memory even with {', '.join(degraded) or 'the settings given'}; "
+        "fix: a smaller resolution, fewer frames per window (generation.base_num_frames), --offload, or a larger GPU"
+    )
+
+
+def footage_tail(frames: np.ndarray, conditioning: np.ndarray | None, count: int) -> np.ndarray:
+    """The last ``count`` frames of the footage a shot ends: its own frames, preceded (when it is shorter
+    than ``count``) by the frames it was itself conditioned on."""
+    footage = (
+        frames if conditioning is None or len(frames) >= count else np.concatenate([conditioning, frames])
+    )
+    return footage[-count:].copy()
+
+
 def _write_shot(clip: Clip, path: Path, fps: int) -> None:
     from .assemble import write_shot
 
     write_shot(clip.frames, path, fps)
 
 
-def _entry(shot: ShotPlan, prompt: ShotPrompt, clip: Clip, key: str) -> ShotEntry:
+def _entry(
+    shot: ShotPlan,
+    prompt: ShotPrompt,
+    key: str,
+    frames: int,
+    *,
+    cached: bool,
+    clip: Clip | None = None,
+    degraded: list[str] | None = None,
+) -> ShotEntry:
     return ShotEntry(
         id=shot.id,
         scene=shot.scene,
         timeline_index=shot.timeline_index,
-        frames=int(clip.frames.shape[0]),
-        seconds=round(clip.frames.shape[0] / shot.fps, 2),
+        frames=frames,
+        seconds=round(frames / shot.fps, 2),
         conditioned_on=shot.conditioned_on,
         transition=shot.transition,
         mode=shot.mode,
@@ -394,10 +587,34 @@ def _entry(shot: ShotPlan, prompt: ShotPrompt, clip: Clip, key: str) -> ShotEntr
         prompt_origin=prompt.origin,
         seed=shot.seed,
         cache_key=key,
-        cached=False,
+        cached=cached,
+        dit_passes=clip.dit_passes if clip else 0,
+        seconds_generating=round(clip.seconds, 3) if clip else 0.0,
+        degraded=degraded or [],
+        path=f"shots/{shot.id}.mp4",
+    )
+
+
+def _cache_info(
+    shot: ShotPlan, key: str, clip: Clip, generator: str, model: str | None, used_by: str | None
+) -> EntryInfo:
+    return EntryInfo(
+        key=key,
+        shot_id=shot.id,
+        storyboard=used_by,
+        generator=generator,
+        model=model,
+        frames=len(clip.frames),
+        width=shot.width,
+        height=shot.height,
+        fps=shot.fps,
+        tail_frames=0,
         dit_passes=clip.dit_passes,
         seconds_generating=round(clip.seconds, 3),
-        path=f"shots/{shot.id}.mp4",
+        created=time.time(),
+        files={},
+        used_by=[used_by] if used_by else [],
+        info={k: v for k, v in clip.info.items() if isinstance(v, (str, int, float, bool, type(None)))},
     )
 
 

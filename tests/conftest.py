@@ -31,6 +31,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
+@pytest.fixture(autouse=True)
+def shot_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own empty shot cache, never the user's."""
+    root = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("STORYREEL_CACHE", str(root))
+    return root
+
+
 @pytest.fixture
 def write_story(tmp_path: Path):
     """Write a storyboard (YAML text, dedented, or a dict) into a temporary folder and return its path."""
