@@ -137,11 +137,7 @@ def render(
     report = progress or RenderProgress()
 
     # 1. Storyboard
-    board = (
-        storyboard
-        if isinstance(storyboard, Storyboard)
-        else load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
-    )
+    board = _board(storyboard, allow_outside, template_vars)
 
     # 2. Plan: every check happens here, before anything expensive
     report.stage("plan")
@@ -166,7 +162,7 @@ def render(
     #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
     settings = enhancer_settings(
         board,
-        backend=enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name,
+        backend=_enhancer_name(enhancer),
         url=enhancer_url,
         model=enhancer_model,
         fallback=enhancer_fallback,
@@ -318,11 +314,7 @@ def enhance_storyboard(
     locked prompt is still current are not sent again unless ``refresh_prompts``.
     """
     report = progress or RenderProgress()
-    board = (
-        storyboard
-        if isinstance(storyboard, Storyboard)
-        else load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
-    )
+    board = _board(storyboard, allow_outside, template_vars)
     plan = plan_film(board, allow_outside=allow_outside)
     if lock is not None:
         lock_path = Path(lock)
@@ -334,7 +326,7 @@ def enhance_storyboard(
         )
     settings = enhancer_settings(
         board,
-        backend=enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name,
+        backend=_enhancer_name(enhancer),
         url=enhancer_url,
         model=enhancer_model,
         fallback=enhancer_fallback,
@@ -353,6 +345,18 @@ def enhance_storyboard(
         backend=None if isinstance(enhancer, str) else enhancer,
     )
     return lock_path, prompts
+
+
+def _board(
+    storyboard: Storyboard | str | Path, allow_outside: bool, template_vars: dict[str, Any] | None
+) -> Storyboard:
+    if isinstance(storyboard, Storyboard):
+        return storyboard
+    return load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
+
+
+def _enhancer_name(enhancer: str | Enhancer | None) -> str | None:
+    return enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name
 
 
 def _select(board: Storyboard, plan: FilmPlan, only: Sequence[str] | None) -> set[str]:
