@@ -196,6 +196,8 @@ class ShotCache:
             if not prefix.is_dir() or prefix.name.startswith("."):
                 continue
             for folder in sorted(prefix.iterdir()):
+                if folder.name.startswith("."):  # being removed
+                    continue
                 size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
                 try:
                     info: EntryInfo | None = EntryInfo(**json.loads((folder / "entry.json").read_text()))
@@ -204,11 +206,12 @@ class ShotCache:
                 yield folder, info, size, folder.stat().st_mtime
 
     def abandoned(self, older_than: float = 3600.0) -> list[Path]:
-        """Staging folders left by renders that were killed (older than ``older_than`` seconds)."""
+        """Staging and half-removed folders left by processes that were killed (older than ``older_than`` seconds)."""
         if not self.shots.is_dir():
             return []
         cutoff = time.time() - older_than
-        return [p for p in self.shots.glob(".incoming-*") if p.stat().st_mtime < cutoff]
+        leftovers = [*self.shots.glob(".incoming-*"), *self.shots.glob("*/.removing-*")]
+        return [p for p in leftovers if p.stat().st_mtime < cutoff]
 
     def remove(self, folder: Path) -> None:
         self._remove(folder)
