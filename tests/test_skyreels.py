@@ -1,0 +1,721 @@
+"""The SkyReels-V2 generator on tiny random-weight pipelines built offline (tests/tiny_skyreels.py).
+
+They load through the path real weights take (a diffusers folder given as GeneratorOptions.model),
+run the real diffusers 0.42.1 pipelines, and are checked on what a user would notice: frame counts
+and transformer passes equal to the plan, the parent's exact tail handed to a continuing shot,
+reproducible seeds. Each workaround for a diffusers quirk has a test here that fails without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+pytest.importorskip("ftfy")
+
+from tiny_skyreels import build_tiny_skyreels, tiny_components, write_foreign_pipeline  # noqa: E402
+
+from storyreel.backends import GENERATORS, load_backend  # noqa: E402
+from storyreel.errors import GenerationError, MissingExtra, ModelNotFound, UserError  # noqa: E402
+from storyreel.generate import (  # noqa: E402
+    Clip,
+    GeneratorOptions,
+    ProgressEvent,
+    ShotRequest,
+    ignore_progress,
+    load_start_image,
+    run_generator,
+)
+from storyreel.plan import FilmPlan, ShotPlan, latent_count, plan_film, window_schedule  # noqa: E402
+from storyreel.rendering import render  # noqa: E402
+from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
+from storyreel_generators.skyreels import SkyReelsGenerator  # noqa: E402
+
+from conftest import REPO, small_board  # noqa: E402
+
+PIPELINES = (
+    "SkyReelsV2DiffusionForcingPipeline",
+    "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+    "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+    "SkyReelsV2Pipeline",
+    "SkyReelsV2ImageToVideoPipeline",
+)
+# Tiny and quick: 64x64 (4x4 tokens a latent frame), 2 steps, 5-latent windows with a 2-latent overlap.
+TINY = {"resolution": "64x64", "fps": 8, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+# Asynchronous diffusion forcing at the same scale: blocks of 2 latent frames, 6 to a window.
+ASYNC = {**TINY, "base_num_frames": 21, "ar_step": 1, "causal_block_size": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Oversubscribed OpenMP on a 2-core machine makes these tiny calls 20-100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_df(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DF-1.3B-shaped diffusion-forcing folder (inject_sample_info on)."""
+    return build_tiny_skyreels(tmp_path_factory.mktemp("tiny") / "df")
+
+
+@pytest.fixture(scope="module")
+def sky(tiny_df: Path):
+    """One generator for the tests that only need a working model (it loads on its first shot)."""
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        yield generator
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def film(*shots: dict[str, Any], **generation: Any) -> FilmPlan:
+    """Plan a one-scene film of ``shots`` at the tiny size."""
+    board = Storyboard.model_validate(
+        {
+            "storyreel": 1,
+            "generation": {**TINY, **generation},
+            "scenes": [{"id": "lake", "setting": "a lake at dawn", "shots": list(shots)}],
+        }
+    )
+    return plan_film(board.with_base_dir(REPO / "examples"))  # image: assets/heron_dawn.png
+
+
+def shot(shot_id: str, frames: int, **fields: Any) -> dict[str, Any]:
+    return {"id": shot_id, "prompt": f"a white swan on the lake, {shot_id}", "frames": frames, **fields}
+
+
+def request(plan: ShotPlan, tail: np.ndarray | None = None, image: np.ndarray | None = None) -> ShotRequest:
+    return ShotRequest(shot=plan, prompt=plan.prompt, negative_prompt="blurry", tail_frames=tail, image=image)
+
+
+def random_frames(count: int, seed: int = 0, size: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def generate(generator: SkyReelsGenerator, plan: ShotPlan, **conditioning: Any) -> Clip:
+    """Through the contract's checks, the way render() calls a generator."""
+    return run_generator(generator, request(plan, **conditioning), ignore_progress)
+
+
+@dataclass
+class PipelineCall:
+    shot_id: str
+    pipeline: Any
+    kwargs: dict[str, Any]
+    output: np.ndarray  # (frames, height, width, 3) floats in [0, 1], as the pipeline returned them
+
+
+@dataclass
+class Spy:
+    """Records every SkyReels-V2 pipeline call (arguments and raw output) and every clip, by shot."""
+
+    calls: list[PipelineCall] = field(default_factory=list)
+    clips: dict[str, tuple[ShotRequest, Clip]] = field(default_factory=dict)
+    loads: int = 0
+    current: str = ""
+
+    def call(self, shot_id: str) -> PipelineCall:
+        (found,) = [c for c in self.calls if c.shot_id == shot_id]
+        return found
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    record = Spy()
+
+    def wrap_call(original):
+        @functools.wraps(original)  # keeps the signature, which the generator reads max_sequence_length from
+        def call(pipeline, **kwargs):
+            output = original(pipeline, **kwargs)
+            record.calls.append(PipelineCall(record.current, pipeline, kwargs, np.asarray(output.frames[0])))
+            return output
+
+        return call
+
+    for name in PIPELINES:
+        cls = getattr(diffusers, name)
+        monkeypatch.setattr(cls, "__call__", wrap_call(cls.__call__))
+
+    original_generate = SkyReelsGenerator.generate
+
+    def generate(generator, request, progress=ignore_progress):
+        record.current = request.shot.id
+        clip = original_generate(generator, request, progress)
+        record.clips[request.shot.id] = (request, clip)
+        return clip
+
+    monkeypatch.setattr(SkyReelsGenerator, "generate", generate)
+
+    original_load = diffusers.DiffusionPipeline.from_pretrained.__func__
+
+    def from_pretrained(cls, *args, **kwargs):
+        record.loads += 1
+        return original_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", classmethod(from_pretrained))
+    return record
+
+
+def as_video_input(frames: np.ndarray) -> torch.Tensor:
+    """(frames, height, width, 3) uint8 -> the (1, frames, 3, height, width) [0, 1] tensor V2V should get."""
+    return (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0).unsqueeze(0)
+
+
+def tiny_board(board: Storyboard) -> Storyboard:
+    """A storyboard with its film-wide generation settings shrunk to the tiny size."""
+    generation = Generation.model_validate({**board.generation.model_dump(exclude_none=True), **TINY})
+    return board.model_copy(update={"generation": generation})
+
+
+# --- every example renders as planned ---------------------------------------------------------------------------
+
+EXAMPLES = sorted(p for p in (REPO / "examples").iterdir() if p.name.endswith((".yaml", ".yaml.j2", ".py")))
+
+
+def example_board(path: Path) -> Storyboard:
+    """An example's storyboard: a file, or the one examples/scripted_film.py builds in code."""
+    if path.suffix != ".py":
+        return load_storyboard(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tide_pool_film(["steps out from under a rock", "scuttles to the water's edge"])
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_renders_exactly_its_plan(example: Path, tiny_df: Path, spy: Spy, tmp_path: Path) -> None:
+    board = tiny_board(example_board(example))
+    plan = plan_film(board, model=str(tiny_df))
+    manifest = render(board, tmp_path / "out", generator="skyreels", model=str(tiny_df), use_cache=False)
+
+    assert spy.loads == 1  # weights load once per render, not per shot
+    assert manifest.film is not None and manifest.film.frames == plan.film_frames
+    for entry in manifest.shots:
+        planned = plan.shot(entry.id)
+        assert (entry.frames, entry.dit_passes) == (planned.frames, planned.dit_passes)
+        clip = spy.clips[entry.id][1]
+        assert clip.info["windows"] == [w.model_dump() for w in planned.windows]
+        expected_pipeline = {
+            "fresh": "SkyReelsV2DiffusionForcingPipeline",
+            "image": "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+            "continue": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+        }[planned.mode]
+        assert clip.info["pipeline"] == expected_pipeline
+    # A continuing shot's pipeline got the last overlap_history frames of its parent's footage, exactly.
+    continuing = [s for s in plan.shots if s.mode == "continue"]
+    assert continuing or example.name.startswith("festival")
+    for planned in continuing:
+        parent_request, parent_clip = spy.clips[planned.conditioned_on]
+        footage = parent_clip.frames
+        if parent_request.tail_frames is not None:
+            footage = np.concatenate([parent_request.tail_frames, footage])
+        tail = footage[-planned.settings.overlap_history :]
+        assert torch.equal(spy.call(planned.id).kwargs["video"], as_video_input(tail))
+
+
+def test_command_line_render_with_a_model_folder(write_story, tiny_df: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from storyreel.cli import app
+
+    story = write_story(small_board(**{k: v for k, v in TINY.items() if k != "resolution"}))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    command = ["render", str(story), "--generator", "skyreels", "--out", str(out), "--cache-dir", str(cache)]
+    result = CliRunner().invoke(app, [*command, "--model", str(tiny_df)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    plan = plan_film(Storyboard.model_validate(yaml.safe_load(story.read_text())), model=str(tiny_df))
+    assert manifest["generator"] == "skyreels"
+    assert [(s["id"], s["frames"], s["dit_passes"]) for s in manifest["shots"]] == [
+        (s.id, s.frames, s.dit_passes) for s in plan.shots
+    ]
+
+    result = CliRunner().invoke(app, [*command, "--model", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "no such folder" in result.output and "Traceback" not in result.output
+
+
+def test_image_shot_starts_from_its_image_synchronously(sky: SkyReelsGenerator, spy: Spy) -> None:
+    plan = film(shot("heron", 17, image="assets/heron_dawn.png"), ar_step=2, causal_block_size=1)
+    heron = plan.shot("heron")
+    image = load_start_image(REPO / "examples/assets/heron_dawn.png", 64, 64)
+    clip = generate(sky, heron, image=image)
+    kwargs = spy.call("heron").kwargs
+    assert np.array_equal(np.asarray(kwargs["image"]), image)
+    assert (kwargs["ar_step"], kwargs["causal_block_size"]) == (0, 1)  # the plan made the shot synchronous
+    assert clip.info["windows"] == [{"latent_frames": 5, "prefix_latent_frames": 1, "denoise_steps": 2}]
+    assert clip.frames.shape == (17, 64, 64, 3)
+
+
+# --- schedule, passes, progress, reproducibility ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="sync"),
+        pytest.param(ASYNC, id="async"),
+        pytest.param({"guidance_scale": 1.0}, id="no-guidance"),
+        pytest.param({"addnoise_condition": 0, "shift": 3.0}, id="no-addnoise"),
+    ],
+)
+def test_long_shots_run_the_planned_windows_and_passes(sky: SkyReelsGenerator, settings: dict) -> None:
+    plan = film(shot("glide", 37), shot("dip", 24), **settings)
+    glide, dip = plan.shot("glide"), plan.shot("dip")
+    assert len(glide.windows) > 1 and len(dip.windows) > 1
+    first = generate(sky, glide)
+    second = generate(sky, dip, tail=first.frames[-glide.settings.overlap_history :])
+    for planned, clip in ((glide, first), (dip, second)):
+        assert clip.frames.shape == (planned.frames, 64, 64, 3)
+        assert clip.dit_passes == planned.dit_passes
+        assert clip.info["windows"] == [w.model_dump() for w in planned.windows]
+
+
+def test_settings_reach_the_pipeline(sky: SkyReelsGenerator, spy: Spy) -> None:
+    settings = {"guidance_scale": 4.5, "steps": 3, "shift": 3.0, "addnoise_condition": 10, "fps": 16}
+    glide = film(shot("glide", 33), **settings).shot("glide")
+    clip = generate(sky, glide)
+    call = spy.call("glide")
+    assert {
+        k: call.kwargs[k] for k in ("guidance_scale", "num_inference_steps", "addnoise_condition", "fps")
+    } == {
+        "guidance_scale": 4.5,
+        "num_inference_steps": 3,
+        "addnoise_condition": 10,
+        "fps": 16,
+    }
+    assert (call.kwargs["base_num_frames"], call.kwargs["overlap_history"]) == (17, 5)
+    assert (call.kwargs["negative_prompt"], call.kwargs["height"], call.kwargs["width"]) == ("blurry", 64, 64)
+    assert call.pipeline.scheduler.config.flow_shift == 3.0
+    assert clip.dit_passes == glide.dit_passes == 2 * 3 * len(glide.windows)
+
+
+def test_progress_reports_load_every_denoising_row_and_decode(tiny_df: Path) -> None:
+    plan = film(shot("glide", 25))
+    glide = plan.shot("glide")
+    events: list[ProgressEvent] = []
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        generator.generate(request(glide), events.append)
+        events_again: list[ProgressEvent] = []
+        generator.generate(request(glide), events_again.append)
+    rows = sum(w.denoise_steps for w in glide.windows)
+    assert [(e.stage, e.completed, e.total) for e in events if e.stage == "load"] == [
+        ("load", 0, 1),
+        ("load", 1, 1),
+    ]
+    assert [(e.completed, e.total) for e in events if e.stage == "denoise"] == [
+        (i, rows) for i in range(1, rows + 1)
+    ]
+    assert [(e.stage, e.completed) for e in events][-2:] == [("decode", 0), ("decode", 1)]
+    assert "load" not in {e.stage for e in events_again}  # loaded once
+
+
+def test_offload_can_be_switched_on_after_loading(tiny_df: Path) -> None:
+    """render() switches offloading on when a shot runs out of GPU memory; frames must not change."""
+    glide = film(shot("glide", 9)).shot("glide")
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        first = generate(generator, glide)
+        assert not generator.offloading
+        generator.enable_offload()
+        second = generate(generator, glide)
+    assert generator.offloading
+    assert (first.info["offload"], second.info["offload"]) == ("none", "none (the model runs on the CPU)")
+    assert np.array_equal(first.frames, second.frames)
+
+
+def test_same_seed_same_frames_other_seed_other_frames(tiny_df: Path) -> None:
+    plan = film(shot("glide", 17), shot("dip", 8))
+    other = film(shot("glide", 17), shot("dip", 8), seed=7)
+
+    def run(plan: FilmPlan) -> list[np.ndarray]:
+        with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+            glide = generate(generator, plan.shot("glide"))
+            dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
+        return [glide.frames, dip.frames]
+
+    first, again, different = run(plan), run(plan), run(other)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, different, strict=True))
+
+
+# --- the diffusers 0.42.1 quirks, one guard test each ----------------------------------------------------------
+
+
+def test_guard_causal_block_size_does_not_stick(tiny_df: Path, spy: Spy, tmp_path: Path) -> None:
+    """Quirk 1: an async shot must leave no num_frame_per_block in the transformer's config.
+
+    The generator passes causal_block_size on every call, so a later call overwrites it; what sticks is
+    the state between calls: what anyone holding the pipeline, or saving it, would get.
+    """
+    sync = film(shot("still", 17)).shot("still")
+    asynchronous = film(shot("wave", 21), **ASYNC).shot("wave")
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as fresh:
+        expected = generate(fresh, sync).frames
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        generate(generator, asynchronous)
+        transformer = spy.calls[-1].pipeline.transformer
+        assert transformer.config.num_frame_per_block == 1
+        transformer.save_pretrained(tmp_path / "saved")
+        after_async = generate(generator, sync)
+    assert '"num_frame_per_block": 1' in (tmp_path / "saved" / "config.json").read_text()
+    assert np.array_equal(after_async.frames, expected)
+
+
+def test_guard_folder_saved_with_causal_blocks_is_reset(tmp_path: Path, spy: Spy) -> None:
+    """Quirk 1 as found in the wild: a folder saved after the quirk struck loads with bidirectional attention."""
+    folder = build_tiny_skyreels(tmp_path / "sticky", num_frame_per_block=2)
+    with SkyReelsGenerator(GeneratorOptions(model=str(folder))) as generator:
+        clip = generate(generator, film(shot("still", 17)).shot("still"))
+    assert spy.calls[0].pipeline.transformer.config.num_frame_per_block == 1
+    assert "num_frame_per_block 2" in clip.info["notes"][0]
+
+
+def test_guard_async_attention_stays_bidirectional(sky: SkyReelsGenerator, spy: Spy) -> None:
+    """Quirk 2: async mode must not build the block-causal mask the released models were not trained with."""
+    masks: list[Any] = []
+
+    def record_mask(module, args, kwargs):
+        masks.append(args[4] if len(args) > 4 else kwargs.get("attention_mask"))
+
+    plan = film(shot("wave", 37), **ASYNC)
+    generate(sky, plan.shot("wave"))  # loads the model (if no test has yet), so its blocks can be hooked
+    transformer = spy.calls[-1].pipeline.transformer
+    hook = transformer.blocks[0].register_forward_pre_hook(record_mask, with_kwargs=True)
+    try:
+        clip = generate(sky, plan.shot("wave"))
+    finally:
+        hook.remove()
+    assert clip.dit_passes == plan.shot("wave").dit_passes > 0
+    assert len(masks) == clip.dit_passes and all(mask is None for mask in masks)
+    assert transformer.config.num_frame_per_block == 1
+
+
+def partial_block_plan() -> ShotPlan:
+    """A fresh async shot of 5 latent frames with causal blocks of 2: plan_film never makes one."""
+    valid = film(shot("wave", 21), **ASYNC).shot("wave")  # 6 latent frames
+    settings = valid.settings
+    windows = window_schedule(
+        latent_frames=5,
+        base_latent=latent_count(settings.base_num_frames),
+        overlap_latent=latent_count(settings.overlap_history),
+        first_prefix=0,
+        steps=settings.steps,
+        ar_step=settings.ar_step,
+        causal_block_size=settings.causal_block_size,
+    )
+    passes = sum(w.denoise_steps for w in windows) * settings.passes_per_step
+    return valid.model_copy(update={"frames": 17, "windows": windows, "dit_passes": passes})
+
+
+def test_guard_window_of_partial_blocks_is_refused_before_running(sky: SkyReelsGenerator, spy: Spy) -> None:
+    """Quirk 3: the pipeline would leave the 5th latent frame as pure noise; refuse before any step."""
+    with pytest.raises(GenerationError, match=r"window 1 has 5 latent frames.*last 1 as noise"):
+        generate(sky, partial_block_plan())
+    assert spy.calls == []
+
+
+def test_guard_what_ran_is_checked_against_the_plan(
+    sky: SkyReelsGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quirk 3, second line of defence: the watched run shows the unscheduled frame even if the plan slipped by."""
+    monkeypatch.setattr("storyreel_generators.skyreels.check_runnable", lambda shot, family: None)
+    with pytest.raises(
+        GenerationError, match=r"scheduled 4 of its 5 latent frames; the rest were left as noise"
+    ):
+        generate(sky, partial_block_plan())
+
+
+def test_guard_truncated_prefix_is_refused_before_running(sky: SkyReelsGenerator, spy: Spy) -> None:
+    """Quirk 4: a 3-latent prefix with blocks of 2 would be cut to 2; an async image shot loses its image."""
+    valid = film(shot("wave", 21), shot("swell", 16), **ASYNC).shot("swell")
+    settings = valid.settings.model_copy(update={"overlap_history": 9})  # 3 latent frames
+    windows = window_schedule(
+        latent_frames=latent_count(9 + 16),
+        base_latent=6,
+        overlap_latent=3,
+        first_prefix=3,
+        steps=2,
+        ar_step=1,
+        causal_block_size=2,
+    )
+    truncated = valid.model_copy(update={"settings": settings, "windows": windows})
+    with pytest.raises(GenerationError, match=r"conditioned on 3 latent frames.*cut the prefix to 2"):
+        generate(sky, truncated, tail=random_frames(9))
+
+    image_shot = film(shot("heron", 21, image="assets/heron_dawn.png")).shot("heron")
+    asynchronous = image_shot.model_copy(
+        update={"settings": image_shot.settings.model_copy(update={"ar_step": 1, "causal_block_size": 2})}
+    )
+    with pytest.raises(GenerationError, match="image latent would be re-denoised"):
+        generate(sky, asynchronous, image=random_frames(1)[0])
+    assert spy.calls == []
+
+
+def test_guard_video_to_video_keeps_only_the_new_frames(sky: SkyReelsGenerator, spy: Spy) -> None:
+    """Quirk 5: V2V returns the input video and a re-decoded overlap before the new frames."""
+    dip = film(shot("glide", 17), shot("dip", 12)).shot("dip")
+    tail = random_frames(5, seed=3)
+    clip = generate(sky, dip, tail=tail)
+    output = spy.call("dip").output
+    assert output.shape[0] == 5 + 5 + 12  # input, re-decoded overlap, new frames
+    assert clip.frames.shape == (12, 64, 64, 3)
+    assert np.array_equal(clip.frames, np.rint(output[-12:] * 255).astype(np.uint8))
+
+
+def test_guard_addnoise_condition_noise_is_seeded(sky: SkyReelsGenerator) -> None:
+    """Quirk 6: the noise mixed into the clean prefix must follow the shot's seed, not the global RNG."""
+    dip = film(shot("glide", 17), shot("dip", 8), addnoise_condition=200).shot("dip")
+    tail = random_frames(5, seed=4)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = generate(sky, dip, tail=tail)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's global RNG is left as it was
+    torch.manual_seed(2)
+    second = generate(sky, dip, tail=tail)
+    assert np.array_equal(first.frames, second.frames)
+
+
+def test_guard_one_video_per_call(tiny_df: Path, spy: Spy, tmp_path: Path) -> None:
+    """Quirk 7: batch > 1 crashes the DF-1.3B configuration (inject_sample_info), so every call makes one video."""
+    board = Storyboard.model_validate(small_board(**{k: v for k, v in TINY.items() if k != "resolution"}))
+    render(board, tmp_path / "out", generator="skyreels", model=str(tiny_df), use_cache=False)
+    assert len(spy.calls) == 4
+    for call in spy.calls:
+        assert call.pipeline.transformer.config.inject_sample_info
+        assert isinstance(call.kwargs["prompt"], str) and call.kwargs["num_videos_per_prompt"] == 1
+
+
+def test_quirk_batch_of_two_crashes_the_df_1_3b_configuration() -> None:
+    """Why quirk 7 is guarded: the pinned diffusers still fails on two videos per prompt."""
+    pipeline = diffusers.SkyReelsV2DiffusionForcingPipeline(**tiny_components("df"))
+    pipeline.set_progress_bar_config(disable=True)
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        pipeline(
+            prompt="a swan", height=32, width=32, num_frames=9, num_inference_steps=1, num_videos_per_prompt=2
+        )
+
+
+def test_guard_shared_modules_keep_their_dtype(tiny_df: Path, spy: Spy) -> None:
+    """Quirk 8: building the V2V pipeline from the T2V one must not cast the shared bf16 transformer to fp32."""
+    plan = film(shot("glide", 9), shot("dip", 4), steps=1)
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), dtype="bfloat16")) as generator:
+        glide = generate(generator, plan.shot("glide"))
+        dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
+    t2v, v2v = spy.calls[0].pipeline, spy.calls[1].pipeline
+    assert type(t2v) is not type(v2v)
+    assert t2v.transformer is v2v.transformer and t2v.vae is v2v.vae and t2v.text_encoder is v2v.text_encoder
+    assert (dip.info["dtype"], dip.info["vae_dtype"]) == ("bfloat16", "float32")
+    assert v2v.text_encoder.dtype == torch.bfloat16
+
+
+def test_guard_image_shot_whose_last_window_is_short(sky: SkyReelsGenerator) -> None:
+    """Quirk 9: DF image-to-video schedules a short last window as a full one and crashes."""
+    heron = film(shot("heron", 25, image="assets/heron_dawn.png")).shot("heron")
+    assert [w.latent_frames for w in heron.windows] == [5, 4]  # the last window is shorter than the base
+    clip = generate(sky, heron, image=random_frames(1, seed=6)[0])
+    assert (clip.frames.shape[0], clip.dit_passes) == (25, heron.dit_passes)
+    assert clip.info["windows"] == [w.model_dump() for w in heron.windows]
+
+
+# --- other model folders: plain pipelines, the 14B configuration ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_plain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("plain")
+    return {kind: build_tiny_skyreels(root / kind, kind) for kind in ("t2v", "i2v")}
+
+
+def test_plain_text_to_video_makes_single_window_fresh_shots(tiny_plain: dict[str, Path]) -> None:
+    plan = film(shot("glide", 17), shot("dip", 8), shot("long", 33, transition="cut"))
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_plain["t2v"]))) as generator:
+        clip = generate(generator, plan.shot("glide"))
+        assert clip.info["pipeline"] == "SkyReelsV2Pipeline"
+        assert (clip.frames.shape[0], clip.dit_passes) == (17, plan.shot("glide").dit_passes)
+        with pytest.raises(
+            UserError, match=r"shot 'dip' continues 'glide', but a plain SkyReels-V2 text-to-video"
+        ):
+            generate(generator, plan.shot("dip"), tail=clip.frames[-5:])
+        with pytest.raises(UserError, match=r"shot 'long' needs 3 diffusion-forcing windows"):
+            generate(generator, plan.shot("long"))
+
+
+def test_plain_image_to_video_makes_image_shots(tiny_plain: dict[str, Path]) -> None:
+    plan = film(shot("heron", 17, image="assets/heron_dawn.png"), shot("glide", 17, transition="cut"))
+    image = random_frames(1, seed=5)[0]
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_plain["i2v"]))) as generator:
+        clip = generate(generator, plan.shot("heron"), image=image)
+        assert clip.info["pipeline"] == "SkyReelsV2ImageToVideoPipeline"
+        assert (clip.frames.shape[0], clip.dit_passes) == (17, plan.shot("heron").dit_passes)
+        with pytest.raises(
+            UserError, match=r"shot 'glide' starts fresh, but a plain SkyReels-V2 image-to-video"
+        ):
+            generate(generator, plan.shot("glide"))
+
+
+def test_df_14b_configuration(tmp_path: Path) -> None:
+    """DF-14B has no fps embedding (inject_sample_info off); the same calls work."""
+    folder = build_tiny_skyreels(tmp_path / "df14", inject_sample_info=False)
+    plan = film(shot("glide", 17), shot("dip", 8))
+    with SkyReelsGenerator(GeneratorOptions(model=str(folder))) as generator:
+        glide = generate(generator, plan.shot("glide"))
+        dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
+    assert (dip.frames.shape[0], dip.dit_passes) == (8, plan.shot("dip").dit_passes)
+
+
+# --- errors a user can act on ----------------------------------------------------------------------------------
+
+
+def test_missing_extra_is_reported_when_the_backend_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render() loads the backend before enhancing: without torch, that is where MissingExtra must come from."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a)
+    )
+    monkeypatch.delitem(sys.modules, "storyreel_generators.skyreels")
+    with pytest.raises(
+        MissingExtra, match=r"needs torch, which is not installed.*pip install 'storyreel\[skyreels\]'"
+    ):
+        load_backend(GENERATORS, "skyreels")
+
+
+def test_missing_diffusers_at_construction(monkeypatch: pytest.MonkeyPatch, tiny_df: Path) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    with pytest.raises(MissingExtra, match=r"needs diffusers==0.42.1.*pip install 'storyreel\[skyreels\]'"):
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df)))
+
+
+def test_model_folder_that_is_not_skyreels_is_refused(tmp_path: Path) -> None:
+    wan = write_foreign_pipeline(tmp_path / "wan", "WanPipeline")
+    with pytest.raises(UserError, match=r"is a WanPipeline folder, not a SkyReels-V2 pipeline"):
+        SkyReelsGenerator(GeneratorOptions(model=str(wan)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="has no model_index.json"):
+        SkyReelsGenerator(GeneratorOptions(model="empty", base_dir=tmp_path))
+
+
+@pytest.fixture
+def hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty local Hugging Face cache for this test."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_hub_id_not_in_the_cache_says_how_to_download(hub_cache: Path) -> None:
+    model = "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"
+    with pytest.raises(
+        ModelNotFound, match=rf"not in the local Hugging Face cache.*hf download {model}.*huggingface-cli"
+    ):
+        SkyReelsGenerator(GeneratorOptions(model=model))
+    assert not hub_cache.exists() or not any(hub_cache.rglob("*.safetensors"))  # nothing was downloaded
+    with pytest.raises(ModelNotFound, match=r"model './nowhere': no such folder"):
+        SkyReelsGenerator(GeneratorOptions(model="./nowhere"))
+
+
+def test_hub_id_in_the_cache_loads_from_it(hub_cache: Path, tiny_df: Path) -> None:
+    """A hub id resolves to its snapshot in the local cache, laid out as `hf download` leaves it."""
+    import shutil
+
+    commit = "0" * 40
+    repo = hub_cache / "models--Skywork--SkyReels-V2-DF-1.3B-540P-Diffusers"
+    shutil.copytree(tiny_df, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    glide = film(shot("glide", 9), model="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers").shot("glide")
+    with SkyReelsGenerator(GeneratorOptions(model="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers")) as generator:
+        assert generator.model is not None and generator.model.path == repo / "snapshots" / commit
+        clip = generate(generator, glide)
+    assert clip.frames.shape == (9, 64, 64, 3)
+
+
+def test_missing_model_and_bad_options_are_user_errors(tiny_df: Path) -> None:
+    with SkyReelsGenerator(GeneratorOptions()) as generator, pytest.raises(UserError, match="needs a model"):
+        generator.generate(request(film(shot("glide", 9)).shot("glide")))
+    with pytest.raises(UserError, match="unknown dtype 'float8'"):
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), dtype="float8"))
+    with pytest.raises(UserError, match="unknown device 'banana'"):
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), device="banana"))
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="torch sees no CUDA GPU"):
+            SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), device="cuda"))
+
+
+def test_prompt_longer_than_the_text_window_is_refused(sky: SkyReelsGenerator, spy: Spy) -> None:
+    glide = film(shot("glide", 9)).shot("glide")
+    long_prompt = " ".join(["swan"] * 600)
+    with pytest.raises(UserError, match=r"shot 'glide': its prompt is 601 tokens, more than the 512"):
+        sky.generate(ShotRequest(shot=glide, prompt=long_prompt, negative_prompt=""))
+    assert spy.calls == []
+
+
+def test_a_shot_asking_for_another_model_is_refused(sky: SkyReelsGenerator) -> None:
+    glide = film(shot("glide", 9), model="Skywork/other").shot("glide")
+    with pytest.raises(UserError, match=r"shot 'glide' asks for model 'Skywork/other'"):
+        sky.generate(request(glide))
+
+
+# --- the benchmark script --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch: pytest.MonkeyPatch):
+    """benchmarks/skyreels_dit.py imported as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("skyreels_dit", REPO / "benchmarks" / "skyreels_dit.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "skyreels_dit", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_smoke_on_cpu(benchmark_script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert benchmark_script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    (result,) = tmp_path.glob("*.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert [row["settings"] for row in rows] == [
+        "diffusers defaults",
+        "diffusers async",
+        "storyreel",
+        "storyreel async",
+    ]
+    assert [row["causal_mask"] for row in rows] == [False, True, False, False]
+    assert all(row["seconds_per_step"] > 0 and row["tflop_per_step"] > 0 for row in rows)
+    assert "storyreel" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_benchmark_refuses_without_cuda(benchmark_script, capsys: pytest.CaptureFixture[str]) -> None:
+    assert benchmark_script.main([]) == 1
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+# --- on a real GPU ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("offload", [False, True], ids=["resident", "offload"])
+def test_gpu_bf16_render(tiny_df: Path, offload: bool) -> None:
+    plan = film(shot("glide", 37), shot("dip", 24))
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), offload=offload)) as generator:
+        glide = generate(generator, plan.shot("glide"))
+        dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
+    assert (dip.info["device"], dip.info["dtype"], dip.info["vae_dtype"]) == ("cuda", "bfloat16", "float32")
+    assert dip.dit_passes == plan.shot("dip").dit_passes
+    assert dip.info["offload"].startswith("group offloading") == offload
