@@ -1,0 +1,453 @@
+"""The ``vllm`` enhancer: every shot's caption from an OpenAI-compatible chat server, concurrently.
+
+Any server that speaks ``POST /v1/chat/completions`` works; vLLM's is the one it is built and tested
+against (start one with ``storyreel enhancer serve``). Settings come from the storyboard's
+``enhancer:`` block: ``url`` (else ``$STORYREEL_ENHANCER_URL``, else ``http://127.0.0.1:8000/v1``),
+``model`` (else the one model the server serves), ``max_words``, and, when set, ``concurrency``
+(requests in flight, 8), ``timeout`` (seconds to keep retrying a server that fails, 120; one
+answer may take up to ``request_timeout``, 120, seconds), ``system_template`` and ``user_template`` (paths of Jinja2 files that
+replace the bundled ``prompts/system.j2`` and ``prompts/user.j2``). ``$STORYREEL_ENHANCER_API_KEY``,
+when set, is sent as a bearer token.
+
+How it behaves:
+
+* Each shot is one request whose messages depend only on that shot and the film (see
+  :mod:`storyreel_enhancer.chat`); greedy sampling with a fixed seed, so a server that honours seeds
+  answers the same way every time.
+* Up to ``concurrency`` requests are in flight; ``on_result`` gets each shot's prompt as soon as its
+  answer is in, so a caller can save it before the others finish. The returned list keeps shot order.
+* Answers are cleaned (:mod:`storyreel_enhancer.clean`): no preamble, quotes or markdown, English
+  only, at most ``max_words`` words ending at a sentence. An unusable answer is asked for again
+  (3 tries in all); a shot that never gets one fails with :class:`EnhancerAnswerUnusable`, which
+  carries the prompts that did succeed.
+* A refused connection, a timeout, a 5xx or a 429 is retried with exponential backoff (a server's
+  ``Retry-After`` is honoured) for at most ``timeout`` seconds, then :class:`EnhancerUnavailable`
+  says which URL failed and how to start a server; the first such failure stops the other shots.
+  A 4xx other than 429 fails at once with :class:`EnhancerRejected` and the server's reason.
+
+>>> enhancer = VLLMEnhancer(EnhancerSettings(backend="vllm", url="http://127.0.0.1:8000"))
+>>> enhancer.url
+'http://127.0.0.1:8000/v1'
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
+from storyreel.storyboard import EnhancerSettings
+from storyreel_enhancer.chat import (
+    ANSWER_TRIES,
+    DEFAULT_MODEL,
+    ChatPrompts,
+    EnhancerAnswerUnusable,
+    EnhancerError,
+    EnhancerRejected,
+    EnhancerUnavailable,
+    fingerprint,
+    sampling,
+)
+from storyreel_enhancer.clean import UnusableAnswer, clean_caption
+
+__all__ = [
+    "EnhancerAnswerUnusable",
+    "EnhancerError",
+    "EnhancerRejected",
+    "EnhancerUnavailable",
+    "VLLMEnhancer",
+    "normalise_url",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8000/v1"
+URL_ENV = "STORYREEL_ENHANCER_URL"
+API_KEY_ENV = "STORYREEL_ENHANCER_API_KEY"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIMEOUT = (
+    120.0  # how long a failing server is retried; raise it for a server still loading a large model
+)
+DEFAULT_REQUEST_TIMEOUT = 120.0  # one answer: a 32B model writing a caption under load takes seconds
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 10.0
+
+
+def normalise_url(url: str) -> str:
+    """The API base of an OpenAI-compatible server, whichever way its address was written.
+
+    >>> normalise_url("127.0.0.1:8000"), normalise_url("http://gpu-box:8000/v1/chat/completions")
+    ('http://127.0.0.1:8000/v1', 'http://gpu-box:8000/v1')
+    """
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/completions", "/models"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    if not path:
+        path = "/v1"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class _Transient(Exception):
+    """A failure worth retrying: no connection, a timeout, a 5xx or a 429."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Stopped(Exception):
+    """Another shot's request failed for good; this one gave up without finishing."""
+
+
+class _ShotFailed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VLLMEnhancer:
+    """Detailed captions from a chat model behind an OpenAI-compatible server (vLLM's first of all).
+
+    Keyword arguments override the settings of the same name (handy in code and tests); everything
+    else comes from ``settings``.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        settings: EnhancerSettings,
+        *,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        request_timeout: float | None = None,
+        first_backoff: float = FIRST_BACKOFF,
+        system_template: str | Path | None = None,
+        user_template: str | Path | None = None,
+    ):
+        self.settings = settings
+        self.url = normalise_url(settings.url or os.environ.get(URL_ENV) or DEFAULT_URL)
+        self.model: str | None = settings.model
+        self.max_words = settings.max_words
+        self.concurrency = max(
+            1, int(concurrency or getattr(settings, "concurrency", None) or DEFAULT_CONCURRENCY)
+        )
+        chosen = timeout if timeout is not None else getattr(settings, "timeout", None)
+        self.timeout = float(DEFAULT_TIMEOUT if chosen is None else chosen)
+        self.request_timeout = float(
+            request_timeout or getattr(settings, "request_timeout", None) or DEFAULT_REQUEST_TIMEOUT
+        )
+        self.first_backoff = first_backoff
+        self.prompts = ChatPrompts(
+            system_template or getattr(settings, "system_template", None),
+            user_template or getattr(settings, "user_template", None),
+        )
+        self._api_key = os.environ.get(API_KEY_ENV)
+        self._served: str | None = None
+        self._lock = threading.Lock()
+
+    # --- the contract -------------------------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """Changes whenever the prompts this backend would write can change (not with the URL)."""
+        return fingerprint(self.name, self.model, self.max_words, self.prompts)
+
+    def enhance(
+        self,
+        film: FilmContext,
+        shots: Sequence[ShotContext],
+        on_result: Callable[[EnhancedPrompt], None] | None = None,
+    ) -> list[EnhancedPrompt]:
+        """One caption per shot, in the order given; ``on_result`` gets each as its answer arrives.
+
+        ``on_result`` is called from the calling thread, one prompt at a time.
+        """
+        if not shots:
+            return []
+        model = self.served_model()
+        stop = threading.Event()
+        done: dict[int, EnhancedPrompt] = {}
+        failures: dict[int, str] = {}
+        fatal: BaseException | None = None
+        pool = ThreadPoolExecutor(min(self.concurrency, len(shots)), thread_name_prefix="storyreel-enhance")
+        futures: dict[Future[EnhancedPrompt], int] = {
+            pool.submit(self._enhance_shot, film, shot, model, stop): index
+            for index, shot in enumerate(shots)
+        }
+        finished = False
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    prompt = future.result()
+                except (CancelledError, _Stopped):
+                    continue
+                except _ShotFailed as failure:
+                    failures[index] = failure.reason
+                    continue
+                except EnhancerError as error:
+                    # The server is down or refuses us: the other shots cannot do better; stop them.
+                    fatal = fatal or error
+                    _stop_all(stop, futures)
+                    continue
+                done[index] = prompt
+                if on_result is not None:
+                    on_result(prompt)  # answers already paid for are delivered, even after a failure
+            finished = True
+        finally:
+            if not finished:
+                _stop_all(stop, futures)  # on_result raised, or Ctrl-C: requests in flight give up
+            pool.shutdown(wait=finished, cancel_futures=True)
+        if fatal is not None:
+            raise fatal
+        results = [done[index] for index in sorted(done)]
+        if failures:
+            raise EnhancerAnswerUnusable(
+                self._unusable_message(shots, failures),
+                {shots[i].id: r for i, r in failures.items()},
+                results,
+            )
+        return results
+
+    # --- the server ---------------------------------------------------------------------------------------------
+
+    def served_model(self) -> str:
+        """The model id requests name: ``settings.model`` after checking the server has it, else the one it serves."""
+        with self._lock:
+            if self._served is None:
+                self._served = self._resolve_model()
+            return self._served
+
+    def _resolve_model(self) -> str:
+        try:
+            listing = self._request("GET", "/models", None, threading.Event())
+        except EnhancerRejected:
+            if self.model:
+                return self.model  # a server without /models: trust the name we were given
+            raise
+        served = [str(entry.get("id")) for entry in listing.get("data", []) if isinstance(entry, dict)]
+        if self.model is None:
+            if not served:
+                raise EnhancerRejected(f"the server at {self.url} serves no model; {self._serve_hint()}")
+            return served[0]
+        if served and self.model not in served:
+            raise EnhancerRejected(
+                f"enhancer.model: {self.model!r} is not served at {self.url}, which serves: {', '.join(served)}; "
+                f"set enhancer.model to one of those, or start a server for it with: "
+                f"storyreel enhancer serve --model {self.model}"
+            )
+        return self.model
+
+    def _enhance_shot(
+        self, film: FilmContext, shot: ShotContext, model: str, stop: threading.Event
+    ) -> EnhancedPrompt:
+        messages = self.prompts.messages(film, shot, self.max_words)
+        reason = ""
+        for attempt in range(ANSWER_TRIES):
+            body = {
+                "model": model,
+                "messages": messages,
+                **sampling(self.max_words, attempt),
+                "n": 1,
+                "stream": False,
+            }
+            try:
+                answer = self._request("POST", "/chat/completions", body, stop)
+            except EnhancerError:
+                stop.set()  # at once, so that this worker's next shot is not sent
+                raise
+            try:
+                choice = answer["choices"][0]
+                content = choice["message"].get("content") or ""
+                truncated = choice.get("finish_reason") == "length"
+            except (KeyError, IndexError, TypeError, AttributeError):
+                reason = f"the server's answer has no message: {json.dumps(answer)[:200]}"
+                continue
+            try:
+                caption = clean_caption(content, self.max_words, truncated=truncated)
+            except UnusableAnswer as unusable:
+                reason = str(unusable)
+                continue
+            return EnhancedPrompt(shot.id, caption, source=self.name, model=str(answer.get("model") or model))
+        raise _ShotFailed(reason)
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, stop: threading.Event
+    ) -> dict[str, Any]:
+        """One call, retried on transient faults until it succeeds or ``timeout`` seconds have passed since the first."""
+        deadline: float | None = None
+        tries = 0
+        timeout = self.request_timeout
+        while True:
+            if stop.is_set():
+                raise _Stopped()
+            tries += 1
+            try:
+                return self._call_once(method, path, body, timeout)
+            except _Transient as fault:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.timeout
+                if fault.retry_after is not None:
+                    delay = fault.retry_after
+                else:
+                    delay = min(self.first_backoff * 2 ** (tries - 1), MAX_BACKOFF) * random.uniform(0.8, 1.0)
+                if now + delay >= deadline:
+                    raise self._unavailable(fault, tries, fault.retry_after) from None
+                if stop.wait(delay):
+                    raise _Stopped() from None
+                timeout = max(0.1, min(self.request_timeout, deadline - time.monotonic()))
+
+    def _call_once(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            status = error.code
+            detail = _error_detail(error)
+            if status == 429 or status >= 500:
+                raise _Transient(
+                    f"HTTP {status}: {detail}", _retry_after(error.headers.get("Retry-After"))
+                ) from None
+            raise self._rejected(status, detail, path) from None
+        except urllib.error.URLError as error:
+            raise _Transient(_describe(error.reason)) from None
+        except TimeoutError as error:
+            raise _Transient(_describe(error)) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as error:
+            raise _Transient(_describe(error)) from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise _Transient(f"the answer is not JSON: {raw[:120]!r}") from None
+        if not isinstance(answer, dict):
+            raise _Transient(f"the answer is not a JSON object: {raw[:120]!r}")
+        return answer
+
+    # --- messages -----------------------------------------------------------------------------------------------
+
+    def _serve_hint(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        port = f" --port {parts.port}" if parts.port and parts.port != 8000 else ""
+        return (
+            f"start one with: storyreel enhancer serve --model {self.model or DEFAULT_MODEL}{port} "
+            f"(or point enhancer.url, --enhancer-url or ${URL_ENV} at a running OpenAI-compatible server), "
+            f"or use --enhancer template"
+        )
+
+    def _unavailable(self, fault: _Transient, tries: int, retry_after: float | None) -> EnhancerUnavailable:
+        if retry_after is not None and tries == 1:
+            waited = f"it asked to retry after {retry_after:g} s, beyond the {self.timeout:g} s allowed"
+        else:
+            waited = f"{tries} {'try' if tries == 1 else 'tries'} over {self.timeout:g} s"
+        return EnhancerUnavailable(
+            f"cannot get an answer from the enhancer server at {self.url} ({fault.reason}; {waited}); {self._serve_hint()}"
+        )
+
+    def _rejected(self, status: int, detail: str, path: str) -> EnhancerRejected:
+        if status in (401, 403):
+            fix = f"set ${API_KEY_ENV} to the server's API key"
+        elif status == 404 and path == "/models":
+            fix = "check enhancer.url: it should be the server's API base, such as http://127.0.0.1:8000/v1"
+        elif status == 404:
+            fix = "check enhancer.url and enhancer.model (GET /v1/models lists what the server serves)"
+        else:
+            fix = "check enhancer.model, max_words and the server's --max-model-len"
+        return EnhancerRejected(
+            f"the enhancer server at {self.url} refused the request (HTTP {status}: {detail}); {fix}"
+        )
+
+    def _unusable_message(self, shots: Sequence[ShotContext], failures: dict[int, str]) -> str:
+        listed = "; ".join(f"shot '{shots[i].id}': {reason}" for i, reason in sorted(failures.items()))
+        return (
+            f"the model {self._served or self.model!r} at {self.url} gave no usable caption in {ANSWER_TRIES} tries "
+            f"for {len(failures)} of {len(shots)} shots ({listed}); use a larger instruct model, "
+            f"or --enhancer template"
+        )
+
+
+def _stop_all(stop: threading.Event, futures: dict[Future[EnhancedPrompt], int]) -> None:
+    stop.set()
+    for future in futures:
+        future.cancel()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header, which holds either seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    """The server's own reason: OpenAI's {"error": {"message": ...}}, vLLM's older {"message": ...}, or the text."""
+    try:
+        raw = error.read()
+    except OSError:
+        raw = b""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:300] or (error.reason if isinstance(error.reason, str) else "no details")
+    if isinstance(data, dict):
+        inner = data.get("error")
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if data.get("message"):
+            return str(data["message"])
+        if data.get("detail"):
+            return str(data["detail"])
+    return json.dumps(data)[:300]
+
+
+def _describe(reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return "no answer within the timeout"
+    if isinstance(reason, socket.gaierror):
+        return f"unknown host ({reason})"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset"
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    return str(reason) or type(reason).__name__
