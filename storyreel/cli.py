@@ -467,6 +467,50 @@ def schema() -> None:
         sys.stdout.write(json.dumps(storyboard_schema(), indent=2) + "\n")
 
 
+enhancer_app = typer.Typer(help="Run the LLM server the vllm enhancer talks to.", no_args_is_help=True)
+app.add_typer(enhancer_app, name="enhancer")
+
+
+@enhancer_app.command("serve")
+def enhancer_serve(
+    model: Annotated[
+        str, typer.Option(help="model to serve (hub id or folder)")
+    ] = "Qwen/Qwen2.5-32B-Instruct",
+    tensor_parallel_size: Annotated[int, typer.Option(min=1, help="GPUs to split the model over")] = 1,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0 picks a free one)")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="interface to listen on (loopback keeps it private)")
+    ] = "127.0.0.1",
+    max_model_len: Annotated[int, typer.Option(min=512, help="context length to reserve memory for")] = 4096,
+) -> None:
+    """Start a vLLM OpenAI-compatible server for the enhancer, wait until it answers, print its URL, keep it up."""
+    with _errors():
+        from storyreel_enhancer.serve import serve
+
+        err.print(f"starting vLLM for {escape(model)} (loading a large model takes minutes)...")
+        server = serve(
+            model,
+            host=host,
+            port=port,
+            tensor_parallel_size=tensor_parallel_size,
+            max_model_len=max_model_len,
+        )
+        out.print(server.url)
+        err.print(
+            f"[green]ready:[/] render with --enhancer vllm --enhancer-url {server.url} "
+            f"(or export STORYREEL_ENHANCER_URL={server.url}); log: {server.log_path}; Ctrl-C stops it"
+        )
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            server.stop()
+            err.print("server stopped")
+            return
+        if code:
+            err.print(f"[red]error:[/] the server exited with code {code}; see {server.log_path}")
+            raise typer.Exit(1)
+
+
 cache_app = typer.Typer(help="Show and trim the shot cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 

@@ -149,10 +149,10 @@ def request_fingerprint(film: FilmContext, shot: ShotContext, backend_fingerprin
 def enhancer_settings(board: Storyboard, **overrides: object) -> EnhancerSettings:
     """The storyboard's enhancer settings with command-line overrides (None leaves a setting alone)."""
     settings = board.enhancer.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    if settings.system_template:  # backends get an absolute path
-        settings = settings.model_copy(
-            update={"system_template": str(board.resolve_asset(settings.system_template))}
-        )
+    for template in ("system_template", "user_template"):  # backends get absolute paths
+        value = getattr(settings, template)
+        if value:
+            settings = settings.model_copy(update={template: str(board.resolve_asset(value))})
     return settings
 
 

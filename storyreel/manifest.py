@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +54,9 @@ class ShotEntry(_Entry):
     degraded: list[str] = Field(
         default_factory=list,
         description="what was given up to fit in GPU memory (offload, base_num_frames=77)",
+    )
+    generator_info: dict[str, Any] = Field(
+        default_factory=dict, description="the generator's own facts: pipeline, precision, windows run"
     )
     path: str = Field(description="the shot's file, relative to the render folder")
 

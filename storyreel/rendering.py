@@ -90,7 +90,13 @@ def default_out_dir(source: str | Path | None, title: str = "film") -> Path:
 def choose_generator(plan: FilmPlan, generator: str | Generator | None) -> tuple[str, str | None]:
     """(generator name, model): the one asked for, else SkyReels-V2 when a model is set, else the animatic."""
     models = sorted({shot.settings.model for shot in plan.shots if shot.settings.model})
-    model = models[0] if len(models) == 1 else None
+    wanted = generator if isinstance(generator, str) else getattr(generator, "name", None)
+    if len(models) > 1 and wanted != ANIMATIC:
+        raise UserError(
+            f"shots name several models ({', '.join(models)}), but a render loads one; "
+            "set generation.model once at the top of the storyboard, or pass --model"
+        )
+    model = models[0] if models else None
     if isinstance(generator, str):
         return generator, model
     if generator is not None:
@@ -151,10 +157,17 @@ def render(
         )
     for note in plan.notes:
         report.note(note)
-    # An unknown generator or a missing extra fails now, not after enhancing.
+    # An unknown generator, a missing extra, a missing model or shots the model cannot make fail now,
+    # before any prompt is enhanced or weights loaded.
     backend_class = (
         generator if isinstance(generator, Generator) else load_backend(GENERATORS, generator_name)
     )
+    options = GeneratorOptions(
+        model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+    )
+    check_plan = getattr(backend_class, "check_plan", None)
+    if callable(check_plan):
+        check_plan([plan.shot(s) for s in plan.render_order if s in selected], options)
     out_dir = Path(out) if out is not None else default_out_dir(board.path, board.title)
     (out_dir / "shots").mkdir(parents=True, exist_ok=True)
 
@@ -198,10 +211,10 @@ def render(
     #    any point resumes from there. The generator (and its model) loads only if a shot needs it.
     report.stage("generate", generator_name)
     order = [s for s in plan.render_order if s in selected]
-    options = GeneratorOptions(
-        model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
-    )
     version = str(getattr(backend_class, "version", __version__))
+    identity = getattr(backend_class, "identity", None)  # e.g. the precision the options resolve to
+    if callable(identity):
+        version += f"/{identity(options)}"
     model_key = model_identity(model_id, board.base_dir)
     shots = ShotCache(cache_dir, warn=report.note) if use_cache else None
     used_by = str(board.path.resolve()) if board.path else None
@@ -595,6 +608,7 @@ def _entry(
         dit_passes=clip.dit_passes if clip else 0,
         seconds_generating=round(clip.seconds, 3) if clip else 0.0,
         degraded=degraded or [],
+        generator_info=dict(clip.info) if clip else {},
         path=f"shots/{shot.id}.mp4",
     )
 

@@ -315,10 +315,16 @@ class EnhancerSettings(_Model):
     max_words: int = Field(120, ge=10, le=1000, description="cap on an enhanced prompt's length")
     concurrency: int = Field(8, ge=1, le=256, description="requests in flight at once (server backends)")
     timeout: float = Field(
-        600.0, gt=0, description="seconds a server backend keeps retrying before it gives up"
+        120.0,
+        gt=0,
+        description="seconds a server backend keeps retrying an unreachable server before it gives up",
     )
+    request_timeout: float = Field(120.0, gt=0, description="seconds one answer may take")
     system_template: str | None = Field(
         None, description="your own Jinja2 system prompt for LLM backends, relative to the storyboard"
+    )
+    user_template: str | None = Field(
+        None, description="your own Jinja2 per-shot message for LLM backends, relative to the storyboard"
     )
     fallback: str | None = Field(
         None, description="enhancer to use for shots the backend cannot enhance (e.g. template)"
@@ -654,8 +660,9 @@ class Storyboard(_Model):
                 assets.append((("characters", name, "reference"), character.reference))
         if self.audio is not None:
             assets.append((("audio", "music"), self.audio.music))
-        if self.enhancer.system_template:
-            assets.append((("enhancer", "system_template"), self.enhancer.system_template))
+        for template in ("system_template", "user_template"):
+            if getattr(self.enhancer, template):
+                assets.append((("enhancer", template), getattr(self.enhancer, template)))
         base = self.base_dir.resolve()
         for path, value in assets:
             resolved = self.resolve_asset(value)

@@ -444,3 +444,61 @@ def test_torch_out_of_memory_is_recognised(write_story, tmp_path: Path) -> None:
 
     assert _is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     assert not _is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+# --- the real conditioning path: a tiny random SkyReels-V2 diffusion-forcing model -------------------------------
+
+
+def test_a_skyreels_chain_resumed_after_an_interruption_is_bit_identical(write_story, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from tiny_skyreels import build_tiny_skyreels
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # oversubscribed OpenMP on a small machine is many times slower
+    try:
+        model = str(build_tiny_skyreels(tmp_path / "tiny-df"))
+        story = write_story(small_board(steps=2, base_num_frames=17, overlap_history=5))
+        plan = storyreel.plan_film(storyreel.load_storyboard(story), model=model)
+        reference = storyreel.render(
+            story, out=tmp_path / "reference", model=model, cache_dir=tmp_path / "c1"
+        )
+
+        class StopAtHeron(RenderProgress):
+            def shot_started(self, shot, index, total) -> None:  # type: ignore[no-untyped-def]
+                if shot.id == "heron":
+                    raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            storyreel.render(
+                story,
+                out=tmp_path / "resumed",
+                model=model,
+                cache_dir=tmp_path / "c2",
+                progress=StopAtHeron(),
+            )
+        resumed = storyreel.render(story, out=tmp_path / "resumed", model=model, cache_dir=tmp_path / "c2")
+
+        assert [(s.id, s.cached) for s in resumed.shots] == [
+            ("glide", True),
+            ("dip", True),
+            ("heron", False),
+            ("rise", False),
+        ]
+        assert [s.dit_passes for s in resumed.shots] == [
+            0,
+            0,
+            plan.shot("heron").dit_passes,
+            plan.shot("rise").dit_passes,
+        ]
+        assert reference.shots[0].generator_info  # the pipeline's own facts reach the manifest
+        # `rise` continues the cached `dip`: its conditioning came from the cache's lossless tail
+        for shot in reference.shots:
+            assert np.array_equal(
+                film_frames(tmp_path / "reference" / shot.path), film_frames(tmp_path / "resumed" / shot.path)
+            )
+        assert np.array_equal(
+            film_frames(tmp_path / "reference" / "film.mp4"), film_frames(tmp_path / "resumed" / "film.mp4")
+        )
+    finally:
+        torch.set_num_threads(threads)
