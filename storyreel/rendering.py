@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -129,16 +130,17 @@ def render(
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
 
-    ``generator`` picks the backend by name (default: ``skyreels`` when a model is set, else the
-    ``animatic``), or is a generator object you constructed (it is used as is and not closed); ``model`` replaces the storyboard's model for every shot; ``enhancer`` (a name, or an enhancer object),
-    ``enhancer_url`` and ``enhancer_model`` replace the storyboard's enhancer settings
-    (``enhancer_fallback`` names an enhancer for shots the first one cannot do); prompts are locked in
-    ``<stem>.lock.yaml`` beside the storyboard and reused until their shot changes, unless
-    ``refresh_prompts``; ``only`` renders just those shots
-    (and the shots they continue), without assembling the film; ``seed`` replaces the film seed.
-    Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the user
-    cache folder) and reused by any later render that needs the same frames; ``reuse=False`` generates
-    every shot again (and refreshes the cache), ``use_cache=False`` neither reads nor writes it.
+    - ``generator``: a backend name (default: ``skyreels`` when a model is set, else the ``animatic``),
+      or a generator object you constructed (used as is, not closed). ``model`` replaces every shot's.
+    - ``enhancer`` (a name or an enhancer object), ``enhancer_url`` and ``enhancer_model`` replace the
+      storyboard's enhancer settings; ``enhancer_fallback`` names an enhancer for the shots the first
+      one cannot do. Prompts are locked in ``<stem>.lock.yaml`` beside the storyboard and reused until
+      their shot changes, unless ``refresh_prompts``.
+    - ``only``: just those shots and the shots they continue, without assembling the film.
+      ``seed`` replaces the film seed.
+    - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
+      user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
+      generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
     """
     report = progress or RenderProgress()
 
@@ -249,7 +251,9 @@ def render(
             if hit is not None:
                 copy_atomic(hit.mp4, path)
                 tails.keep(shot, hit.tail(), None)
-                entries[shot_id] = _entry(shot, prompts[shot_id], keys[shot_id], hit.info.frames, cached=True)
+                entries[shot_id] = _entry(
+                    shot, prompts[shot_id], keys[shot_id], hit.info.frames, cached=True, info=hit.info.info
+                )
             else:
                 request = ShotRequest(
                     shot=shot,
@@ -265,7 +269,7 @@ def render(
                     report.note(str(exc))
                     continue
                 if degraded:
-                    clip.info["degraded"] = ", ".join(degraded)
+                    clip.info["degraded"] = degraded
                 tails.keep(shot, clip.frames, conditioning)
                 _write_shot(clip, path, shot.fps)
                 if shots is not None:
@@ -280,7 +284,7 @@ def render(
                     len(clip.frames),
                     cached=False,
                     clip=clip,
-                    degraded=degraded,
+                    info=clip.info,
                 )
             manifest.shots = [entries[s] for s in plan.timeline if s in entries]
             manifest.write(manifest_path)
@@ -586,8 +590,10 @@ def _entry(
     *,
     cached: bool,
     clip: Clip | None = None,
-    degraded: list[str] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> ShotEntry:
+    """The manifest's line for a shot; ``info`` is the generator's facts (kept in the cache for a reused shot)."""
+    info = _json_friendly(info or {})
     return ShotEntry(
         id=shot.id,
         scene=shot.scene,
@@ -607,10 +613,22 @@ def _entry(
         cached=cached,
         dit_passes=clip.dit_passes if clip else 0,
         seconds_generating=round(clip.seconds, 3) if clip else 0.0,
-        degraded=degraded or [],
-        generator_info=dict(clip.info) if clip else {},
+        degraded=list(info.get("degraded", [])),
+        generator_info={k: v for k, v in info.items() if k != "degraded"},
         path=f"shots/{shot.id}.mp4",
     )
+
+
+def _json_friendly(info: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a generator's ``Clip.info`` that JSON can hold (the manifest and the cache are JSON)."""
+    kept = {}
+    for key, value in info.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        kept[str(key)] = value
+    return kept
 
 
 def _cache_info(
@@ -632,7 +650,7 @@ def _cache_info(
         created=time.time(),
         files={},
         used_by=[used_by] if used_by else [],
-        info={k: v for k, v in clip.info.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        info=_json_friendly(clip.info),
     )
 
 

@@ -417,6 +417,8 @@ def test_out_of_memory_retries_with_offload_then_smaller_windows(write_story, tm
     assert glide.frames == plan.shot("glide").frames  # but the same frames
     assert any("shot 'glide' ran out of GPU memory" in n for n in notes.notes)
     assert manifest.shot("dip").degraded == ["base_num_frames=37"]  # offloading stays on for later shots
+    again = storyreel.render(story, out=tmp_path / "again", generator=Recorder())
+    assert again.shot("glide").cached and again.shot("glide").degraded == ["offload", "base_num_frames=37"]
 
 
 def test_a_shot_that_never_fits_fails_clearly_after_the_others_are_saved(
