@@ -12,10 +12,15 @@ import tempfile
 from pathlib import Path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import, while nothing else runs: os.umask can only be read by setting it, which would race
+# with threads creating files (the enhancer writes the prompt lock from worker threads).
+UMASK = _read_umask()
 
 
 def temporary_beside(path: Path, suffix: str | None = None) -> Path:
@@ -32,7 +37,7 @@ def temporary_beside(path: Path, suffix: str | None = None) -> Path:
         dir=path.parent,
     )
     os.close(handle)
-    os.chmod(name, 0o666 & ~_umask())
+    os.chmod(name, 0o666 & ~UMASK)
     return Path(name)
 
 

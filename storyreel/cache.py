@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import UMASK
 from .fingerprint import file_sha256
 
 ENTRY_VERSION = 1
@@ -157,6 +158,9 @@ class ShotCache:
         self.shots.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.shots))
         try:
+            os.chmod(
+                staging, 0o777 & ~UMASK
+            )  # as a folder made the ordinary way: a shared cache stays shared
             shutil.copyfile(mp4, staging / "shot.mp4")
             with open(staging / "tail.npz", "wb") as stream:
                 np.savez_compressed(stream, frames=np.ascontiguousarray(tail, dtype=np.uint8))

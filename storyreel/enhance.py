@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -209,6 +209,7 @@ def enhance_film(
         missing.append(context)
 
     def arrived(prompt: EnhancedPrompt) -> None:
+        prompt = replace(prompt, prompt=prompt.prompt.strip())  # as the lock will read it back
         results[prompt.shot_id] = ShotPrompt(prompt, "enhancer")
         if lock is not None and write_lock:
             lock.put(
