@@ -214,7 +214,10 @@ def test_a_storyboard_built_in_code_renders_and_the_film_matches(tmp_path: Path)
 def test_renders_are_reproducible(tmp_path: Path, write_story) -> None:
     story = write_story(small_board())
     first = storyreel.render(story, out=tmp_path / "a")
-    second = storyreel.render(story, out=tmp_path / "b")
+    second = storyreel.render(
+        story, out=tmp_path / "b", reuse=False
+    )  # generated again, not copied from the cache
+    assert not any(s.cached for s in second.shots)
     assert [s.cache_key for s in first.shots] == [s.cache_key for s in second.shots]
     for shot in first.shots:
         with av.open(str(tmp_path / "a" / shot.path)) as a, av.open(str(tmp_path / "b" / shot.path)) as b:
