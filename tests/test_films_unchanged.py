@@ -1,0 +1,158 @@
+"""The films storyreel makes do not change when its code is reorganised.
+
+``tests/data/film_digests.json`` holds, for every example, the sha256 of each shot's frames exactly as
+the generator returned them (before any encoding) and of the prompt it was generated from, for the
+animatic at the example's own size and for a tiny random-weight SkyReels-V2 model. A refactor that
+changes a single pixel or a single word of a prompt fails here. A change meant to alter a film
+re-records the digests (``python tests/test_films_unchanged.py --record``) and says why in its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import storyreel
+from storyreel.generate import Clip, GeneratorOptions, ProgressCallback, ShotRequest, open_generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import REPO  # noqa: E402
+
+DIGESTS = Path(__file__).resolve().parent / "data" / "film_digests.json"
+EXAMPLES = sorted(p for p in (REPO / "examples").iterdir() if p.name.endswith((".yaml", ".yaml.j2", ".py")))
+# The tiny model's film-wide settings (as in tests/test_skyreels.py).
+TINY = {"resolution": "64x64", "fps": 8, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+# Shots whose animatic frames are expected to differ from the recorded ones, with the reason.
+REDRAWN: dict[str, str] = {}
+
+
+class Recording:
+    """A generator that hands every request to another one and keeps the digest of the frames it returns."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.name = inner.name
+        self.version = inner.version
+        self.frames: dict[str, str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, request: ShotRequest, progress: ProgressCallback) -> Clip:
+        clip = self.inner.generate(request, progress)
+        self.frames[request.shot.id] = _sha(np.ascontiguousarray(clip.frames).tobytes())
+        return clip
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _board(path: Path) -> storyreel.Storyboard:
+    if path.suffix != ".py":
+        return storyreel.load_storyboard(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tide_pool_film(["steps out from under a rock", "scuttles to the water's edge"])
+
+
+def _tiny(board: storyreel.Storyboard) -> storyreel.Storyboard:
+    generation = storyreel.Generation.model_validate({**board.generation.model_dump(exclude_none=True), **TINY})
+    return board.model_copy(update={"generation": generation})
+
+
+def film_digests(example: Path, kind: str, out: Path, model: str | None = None) -> dict[str, dict[str, str]]:
+    """{shot id: {"frames": sha256, "prompt": sha256}} of one render of ``example``."""
+    board = _board(example)
+    if kind == "skyreels":
+        board = _tiny(board)
+    options = GeneratorOptions(model=model, base_dir=board.base_dir)
+    with Recording(open_generator(kind, options)) as generator:
+        manifest = storyreel.render(board, out, generator=generator, model=model, use_cache=False)
+    return {
+        entry.id: {"frames": generator.frames[entry.id], "prompt": _sha(entry.enhanced_prompt.encode())}
+        for entry in manifest.shots
+    }
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, Any]:
+    return json.loads(DIGESTS.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    pytest.importorskip("diffusers")
+    torch = pytest.importorskip("torch")
+    from tiny_skyreels import build_tiny_skyreels
+
+    torch.set_num_threads(1)
+    return str(build_tiny_skyreels(tmp_path_factory.mktemp("tiny") / "df"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_animatic_films_are_unchanged(example: Path, recorded: dict[str, Any], tmp_path: Path) -> None:
+    got = film_digests(example, "animatic", tmp_path / "out")
+    want = recorded["animatic"][example.name]
+    assert {s: d["prompt"] for s, d in got.items()} == {s: d["prompt"] for s, d in want.items()}
+    changed = sorted(s for s in want if got[s]["frames"] != want[s]["frames"])
+    assert changed == sorted(s for s in REDRAWN if s in want), changed
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_tiny_skyreels_films_are_unchanged(
+    example: Path, recorded: dict[str, Any], tiny_model: str, tmp_path: Path
+) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = film_digests(example, "skyreels", tmp_path / "out", model=tiny_model)
+    finally:
+        torch.set_num_threads(threads)
+    assert got == recorded["skyreels"][example.name]
+
+
+def record() -> None:
+    import tempfile
+
+    import torch
+    from tiny_skyreels import build_tiny_skyreels
+
+    torch.set_num_threads(1)
+    document: dict[str, Any] = {"animatic": {}, "skyreels": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        model = str(build_tiny_skyreels(root / "tiny"))
+        for example in EXAMPLES:
+            document["animatic"][example.name] = film_digests(example, "animatic", root / "a" / example.name)
+            document["skyreels"][example.name] = film_digests(
+                example, "skyreels", root / "s" / example.name, model=model
+            )
+    DIGESTS.parent.mkdir(exist_ok=True)
+    DIGESTS.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {DIGESTS}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit("usage: python tests/test_films_unchanged.py --record")
+    record()
