@@ -61,7 +61,7 @@ def shots(count: int, take: str) -> list:
 def timed(url: str, model: str | None, max_words: int, concurrency: int, batch: list) -> float:
     from storyreel.enhance import FilmContext
     from storyreel.storyboard import EnhancerSettings
-    from storyreel_enhancer.vllm import VLLMEnhancer
+    from storyreel.enhancer.vllm import VLLMEnhancer
 
     settings = EnhancerSettings(backend="vllm", url=url, model=model, max_words=max_words)
     enhancer = VLLMEnhancer(settings, concurrency=concurrency)
@@ -90,7 +90,7 @@ def main() -> None:
     server = None
     startup = None
     if args.tiny:
-        from storyreel_enhancer.serve import serve
+        from storyreel.enhancer.serve import serve
 
         if not (VENV / ".storyreel-ready").is_file():
             sys.exit(f"no vLLM venv at {VENV}; build it with: bash tests/vllm_env.sh")

@@ -39,8 +39,8 @@ import jinja2.sandbox
 
 from storyreel.enhance import FilmContext, ShotContext
 from storyreel.errors import UserError
-from storyreel_enhancer.clean import CLEAN_VERSION
-from storyreel_enhancer.template import ANGLE_PHRASES, SHOT_TYPE_PHRASES, camera_motion
+from storyreel.enhancer.clean import CLEAN_VERSION
+from storyreel.enhancer.template import ANGLE_PHRASES, SHOT_TYPE_PHRASES, camera_motion
 
 SYSTEM_TEMPLATE = "prompts/system.j2"
 USER_TEMPLATE = "prompts/user.j2"
@@ -157,7 +157,7 @@ def fingerprint(backend: str, model: str | None, max_words: int, prompts: ChatPr
 
 def _read_template(path: str | Path | None, bundled: str, field: str) -> str:
     if path is None:
-        return files("storyreel_enhancer").joinpath(bundled).read_text(encoding="utf-8")
+        return files("storyreel.enhancer").joinpath(bundled).read_text(encoding="utf-8")
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as error:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storyreel.errors import MissingExtra
-from storyreel_enhancer.chat import DEFAULT_MODEL, SEED, EnhancerError
+from storyreel.enhancer.chat import DEFAULT_MODEL, SEED, EnhancerError
 
 PYTHON_ENV = "STORYREEL_VLLM_PYTHON"
 DEFAULT_PORT = 8000
@@ -138,7 +138,7 @@ def serve(
     ``port=None`` (or 0) picks a free port. The server's output goes to ``log`` (a temporary file
     by default; ``VLLMServer.log_path`` says where). ``env`` adds environment variables
     (``VLLM_CPU_KVCACHE_SPACE`` on a CPU, ``CUDA_VISIBLE_DEVICES``). Raises
-    :class:`~storyreel_enhancer.chat.EnhancerError` with the end of the log when the server exits or
+    :class:`~storyreel.enhancer.chat.EnhancerError` with the end of the log when the server exits or
     is not ready within ``wait`` seconds.
     """
     interpreter = python or os.environ.get(PYTHON_ENV)

@@ -344,7 +344,7 @@ def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
 
 
 def _template_source() -> str:
-    return files("storyreel_enhancer").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    return files("storyreel.enhancer").joinpath(TEMPLATE).read_text(encoding="utf-8")
 
 
 def _load_template() -> jinja2.Template:

@@ -12,11 +12,11 @@ when set, is sent as a bearer token.
 How it behaves:
 
 * Each shot is one request whose messages depend only on that shot and the film (see
-  :mod:`storyreel_enhancer.chat`); greedy sampling with a fixed seed, so a server that honours seeds
+  :mod:`storyreel.enhancer.chat`); greedy sampling with a fixed seed, so a server that honours seeds
   answers the same way every time.
 * Up to ``concurrency`` requests are in flight; ``on_result`` gets each shot's prompt as soon as its
   answer is in, so a caller can save it before the others finish. The returned list keeps shot order.
-* Answers are cleaned (:mod:`storyreel_enhancer.clean`): no preamble, quotes or markdown, English
+* Answers are cleaned (:mod:`storyreel.enhancer.clean`): no preamble, quotes or markdown, English
   only, at most ``max_words`` words ending at a sentence. An unusable answer is asked for again
   (3 tries in all); a shot that never gets one fails with :class:`EnhancerAnswerUnusable`, which
   carries the prompts that did succeed.
@@ -50,7 +50,7 @@ from typing import Any
 
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.storyboard import EnhancerSettings
-from storyreel_enhancer.chat import (
+from storyreel.enhancer.chat import (
     ANSWER_TRIES,
     DEFAULT_MODEL,
     ChatPrompts,
@@ -61,7 +61,7 @@ from storyreel_enhancer.chat import (
     fingerprint,
     sampling,
 )
-from storyreel_enhancer.clean import UnusableAnswer, clean_caption
+from storyreel.enhancer.clean import UnusableAnswer, clean_caption
 
 __all__ = [
     "EnhancerAnswerUnusable",

@@ -2,7 +2,7 @@
 
 For a single box with no server to keep running: vLLM's ``LLM`` class loads ``enhancer.model`` (a
 hub id in the local cache, or a folder), answers every shot in one batch with the same messages and
-sampling as the ``vllm`` backend (:mod:`storyreel_enhancer.chat`), cleans the answers the same way,
+sampling as the ``vllm`` backend (:mod:`storyreel.enhancer.chat`), cleans the answers the same way,
 asks again for the ones that cannot be used, and then frees the GPU (engine shut down, ``del``,
 ``gc.collect()``, ``torch.cuda.empty_cache()``) so that the video model can load next. SkyReels-V2's
 prompt enhancer (Qwen2.5-32B-Instruct) needs 64 GB+ of GPU memory and cannot share the GPU with
@@ -23,7 +23,7 @@ from typing import Any
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.errors import MissingExtra, UserError
 from storyreel.storyboard import EnhancerSettings
-from storyreel_enhancer.chat import (
+from storyreel.enhancer.chat import (
     ANSWER_TRIES,
     SEED,
     ChatPrompts,
@@ -31,9 +31,9 @@ from storyreel_enhancer.chat import (
     fingerprint,
     sampling,
 )
-from storyreel_enhancer.clean import UnusableAnswer, clean_caption
-from storyreel_enhancer.serve import MAX_MODEL_LEN
-from storyreel_enhancer.vllm import VLLMEnhancer
+from storyreel.enhancer.clean import UnusableAnswer, clean_caption
+from storyreel.enhancer.serve import MAX_MODEL_LEN
+from storyreel.enhancer.vllm import VLLMEnhancer
 
 __all__ = ["OfflineVLLMEnhancer", "VLLMEnhancer"]
 

@@ -485,7 +485,7 @@ def enhancer_serve(
 ) -> None:
     """Start a vLLM OpenAI-compatible server for the enhancer, wait until it answers, print its URL, keep it up."""
     with _errors():
-        from storyreel_enhancer.serve import serve
+        from storyreel.enhancer.serve import serve
 
         err.print(f"starting vLLM for {escape(model)} (loading a large model takes minutes)...")
         server = serve(

@@ -23,7 +23,7 @@ class Template:
     filename: str
 
     def text(self) -> str:
-        return files("storyreel_templates").joinpath(self.filename).read_text(encoding="utf-8")
+        return files("storyreel.templates").joinpath(self.filename).read_text(encoding="utf-8")
 
 
 def _describe(text: str) -> str:
@@ -40,7 +40,7 @@ def _describe(text: str) -> str:
 def list_templates() -> list[Template]:
     """The bundled storyboard templates, by name."""
     found = []
-    for entry in files("storyreel_templates").iterdir():
+    for entry in files("storyreel.templates").iterdir():
         for suffix in _SUFFIXES:
             if entry.name.endswith(suffix):
                 name = entry.name[: -len(suffix)]

@@ -20,7 +20,7 @@ from storyreel.generate import (
 )
 from storyreel.plan import FilmPlan, ShotPlan, plan_film
 from storyreel.storyboard import Storyboard
-from storyreel_generators.animatic import AnimaticGenerator, Letterbox, character_colour
+from storyreel.generators.animatic import AnimaticGenerator, Letterbox, character_colour
 
 SMALL = {"resolution": "160x96", "fps": 8, "overlap_history": 5, "base_num_frames": 21}
 

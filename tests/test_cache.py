@@ -29,7 +29,7 @@ from storyreel.errors import UserError
 from storyreel.generate import Clip, GeneratorOptions, ShotRequest
 from storyreel.manifest import Manifest
 from storyreel.rendering import RenderProgress
-from storyreel_generators.animatic import AnimaticGenerator
+from storyreel.generators.animatic import AnimaticGenerator
 
 from conftest import small_board
 

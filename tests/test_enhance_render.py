@@ -19,7 +19,7 @@ from conftest import small_board
 
 
 def test_the_vllm_backends_are_found_by_name() -> None:
-    from storyreel_enhancer.vllm import VLLMEnhancer
+    from storyreel.enhancer.vllm import VLLMEnhancer
 
     assert isinstance(open_enhancer("vllm", EnhancerSettings(backend="vllm")), VLLMEnhancer)
     assert (

@@ -41,7 +41,7 @@ from storyreel.generate import (  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, latent_count, plan_film, window_schedule  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
-from storyreel_generators.skyreels import SkyReelsGenerator  # noqa: E402
+from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
 
 from conftest import REPO, small_board  # noqa: E402
 
@@ -433,7 +433,7 @@ def test_guard_what_ran_is_checked_against_the_plan(
     sky: SkyReelsGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Quirk 3, second line of defence: the watched run shows the unscheduled frame even if the plan slipped by."""
-    monkeypatch.setattr("storyreel_generators.skyreels.check_runnable", lambda shot, family: None)
+    monkeypatch.setattr("storyreel.generators.skyreels.check_runnable", lambda shot, family: None)
     with pytest.raises(
         GenerationError, match=r"scheduled 4 of its 5 latent frames; the rest were left as noise"
     ):
@@ -587,7 +587,7 @@ def test_missing_extra_is_reported_when_the_backend_is_chosen(monkeypatch: pytes
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a)
     )
-    monkeypatch.delitem(sys.modules, "storyreel_generators.skyreels")
+    monkeypatch.delitem(sys.modules, "storyreel.generators.skyreels")
     with pytest.raises(
         MissingExtra, match=r"needs torch, which is not installed.*pip install 'storyreel\[skyreels\]'"
     ):

@@ -27,16 +27,16 @@ from storyreel import Storyboard, plan_film
 from storyreel.enhance import EnhancedPrompt, ShotContext, film_context, shot_contexts
 from storyreel.errors import MissingExtra, UserError
 from storyreel.storyboard import EnhancerSettings
-from storyreel_enhancer.chat import (
+from storyreel.enhancer.chat import (
     EnhancerAnswerUnusable,
     EnhancerError,
     EnhancerRejected,
     EnhancerUnavailable,
 )
-from storyreel_enhancer.clean import UnusableAnswer, clean_caption
-from storyreel_enhancer.serve import VLLMServer, serve, serve_command, start_server
-from storyreel_enhancer.vllm import VLLMEnhancer
-from storyreel_enhancer.vllm_offline import OfflineVLLMEnhancer
+from storyreel.enhancer.clean import UnusableAnswer, clean_caption
+from storyreel.enhancer.serve import VLLMServer, serve, serve_command, start_server
+from storyreel.enhancer.vllm import VLLMEnhancer
+from storyreel.enhancer.vllm_offline import OfflineVLLMEnhancer
 
 TESTS = Path(__file__).resolve().parent
 SWAN = "a graceful white swan with a curved neck and delicate feathers"
@@ -475,7 +475,7 @@ def test_the_backends_import_no_model_library() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import storyreel_enhancer.vllm, storyreel_enhancer.vllm_offline, storyreel_enhancer.serve
+        import storyreel.enhancer.vllm, storyreel.enhancer.vllm_offline, storyreel.enhancer.serve
         heavy = {"vllm", "torch", "transformers", "openai", "httpx"} & set(sys.modules)
         print(sorted(heavy))
         """
@@ -638,7 +638,7 @@ OFFLINE = """
 import json, sys
 from storyreel.enhance import FilmContext, ShotContext
 from storyreel.storyboard import EnhancerSettings
-from storyreel_enhancer.vllm_offline import OfflineVLLMEnhancer
+from storyreel.enhancer.vllm_offline import OfflineVLLMEnhancer
 
 shots = [
     ShotContext(id=f"shot-{i}", scene="lake", scene_title=None, setting="a misty lake", prompt=f"a swan glides, take {i}",
@@ -665,7 +665,7 @@ def test_the_offline_backend_answers_in_process_then_lets_the_engine_go(tmp_path
     venv = _vllm_venv()
     # storyreel's own packages, as the vLLM venv sees them (storyreel's other dependencies clash with vLLM's).
     (tmp_path / "storyreel").symlink_to(TESTS.parent / "storyreel")
-    (tmp_path / "storyreel_enhancer").symlink_to(TESTS.parent / "enhancer")
+    (tmp_path / "storyreel.enhancer").symlink_to(TESTS.parent / "enhancer")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "VLLM_CPU_KVCACHE_SPACE": "1"}
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", OFFLINE, str(venv / TINY_MODEL)],
