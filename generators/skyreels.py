@@ -55,8 +55,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +73,7 @@ from storyreel.generate import (
     ShotRequest,
     ignore_progress,
 )
+from storyreel.models import EXAMPLE_MODEL, resolve_model
 from storyreel.plan import VAE_TEMPORAL_STRIDE, ShotPlan, Window, latent_count, window_schedule
 
 if TYPE_CHECKING:
@@ -97,8 +96,6 @@ DF_PIPELINE_FOR_MODE = {
     "continue": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
 }
 PLAIN_MODE = {TEXT_TO_VIDEO: "fresh", IMAGE_TO_VIDEO: "image"}
-EXAMPLE_MODEL = "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 DTYPES = {
     "bfloat16": "bfloat16",
     "bf16": "bfloat16",
@@ -145,57 +142,34 @@ class ModelFolder:
 def find_model(model: str | None, base_dir: Path | None = None) -> ModelFolder:
     """Resolve a model folder or hub id to a local SkyReels-V2 pipeline folder, never downloading.
 
-    A relative path is looked up against ``base_dir`` (the storyboard's folder), then the working
-    folder; anything else shaped like ``owner/name`` is a hub id, taken from the local Hugging Face
-    cache only.
+    The value is resolved as every model setting is (:func:`storyreel.models.resolve_model`); the folder
+    found must be a diffusers pipeline folder of one of the SkyReels-V2 pipelines this generator runs.
     """
     if not model:
         raise UserError(
             "the skyreels generator needs a model: set generation.model in the storyboard or pass --model "
             f"(a diffusers folder, or a hub id such as {EXAMPLE_MODEL})"
         )
-    given = Path(model).expanduser()
-    candidates = [given] if given.is_absolute() or base_dir is None else [base_dir / given, given]
-    folder = next((c for c in candidates if c.is_dir()), None)
-    if folder is None:
-        if not HUB_ID.fullmatch(model):
-            raise ModelNotFound(
-                f"model '{model}': no such folder ({' or '.join(str(c) for c in candidates)}); "
-                f"give a diffusers folder or a hub id such as {EXAMPLE_MODEL}"
-            )
-        folder = _cached_snapshot(model, looked_in=candidates)
+    ref = resolve_model(model, base_dir)
+    folder = ref.require()
     index = folder / "model_index.json"
-    try:
-        class_name = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
-    except FileNotFoundError:
+    if not index.is_file():
         raise UserError(
             f"model '{model}': {folder} has no model_index.json, so it is not a diffusers pipeline folder; "
             "point to the folder that holds model_index.json (a SkyReels-V2 ...-Diffusers download)"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"model '{model}': cannot read {index}: {type(exc).__name__}: {exc}") from None
+        )
+    class_name = ref.pipeline_class()
+    if class_name is None:
+        raise UserError(
+            f"model '{model}': cannot read the pipeline class from {index}; download the model again or "
+            "point to a complete folder"
+        )
     if class_name not in FAMILIES:
         raise UserError(
             f"model '{model}' is a {class_name} folder, not a SkyReels-V2 pipeline; the skyreels generator runs "
             f"{', '.join(FAMILIES)} folders, e.g. {EXAMPLE_MODEL}"
         )
     return ModelFolder(name=model, path=folder, class_name=class_name)
-
-
-def _cached_snapshot(repo_id: str, looked_in: list[Path]) -> Path:
-    """The snapshot of ``repo_id`` in the local Hugging Face cache; never a download."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except LocalEntryNotFoundError:
-        raise ModelNotFound(
-            f"model '{repo_id}' is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and storyreel "
-            f"never downloads; download it first with: hf download {repo_id}  "
-            f"(huggingface-cli download {repo_id} with huggingface_hub < 1.0), or pass a local folder "
-            f"(there is none at {' or '.join(str(c) for c in looked_in)})"
-        ) from None
 
 
 # --- can this shot run exactly as planned? ---------------------------------------------------------------------

@@ -25,51 +25,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def model_identity(model: str | None, base_dir: Path | None = None) -> str | None:
-    """What a model setting points at, so that swapping the weights behind a name changes every key.
-
-    A local folder is identified by its files: each file's path and size, the full hash of small
-    ones (configs, tokenizers) and the first and last MiB of large ones (weights; hashing tens of GB
-    on every render would cost minutes). A hub id is identified by the revision in the local Hugging
-    Face cache when there is one.
-    """
+    """What a model setting points at (see :meth:`storyreel.models.ModelRef.identity`); None without a model."""
     if model is None:
         return None
-    folder = Path(model).expanduser()
-    if not folder.is_absolute() and base_dir is not None and (base_dir / folder).is_dir():
-        folder = base_dir / folder
-    if folder.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
-            size = path.stat().st_size
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
-            with open(path, "rb") as stream:
-                if size <= _SMALL:
-                    digest.update(stream.read())
-                else:
-                    digest.update(stream.read(_SAMPLE))
-                    stream.seek(size - _SAMPLE)
-                    digest.update(stream.read(_SAMPLE))
-        return f"folder:{digest.hexdigest()}"
-    revision = _hub_revision(model)
-    return f"hub:{model}@{revision}" if revision else f"hub:{model}"
+    from .models import resolve_model
 
-
-_SMALL = 1 << 20
-_SAMPLE = 1 << 20
-
-
-def _hub_revision(repo_id: str) -> str | None:
-    import os
-
-    hub = (
-        os.environ.get("HF_HUB_CACHE")
-        or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
-    )
-    ref = Path(hub) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
-    try:
-        return ref.read_text().strip() or None
-    except OSError:
-        return None
+    return resolve_model(model, base_dir).identity()
 
 
 def shot_key(

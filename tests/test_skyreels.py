@@ -38,10 +38,10 @@ from storyreel.generate import (  # noqa: E402
     load_start_image,
     run_generator,
 )
+from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, latent_count, plan_film, window_schedule  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
-from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
 
 from conftest import REPO, small_board  # noqa: E402
 
@@ -612,10 +612,8 @@ def test_model_folder_that_is_not_skyreels_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An empty local Hugging Face cache for this test."""
-    import huggingface_hub.constants
-
     cache = tmp_path / "hub"
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
 
 
