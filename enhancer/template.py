@@ -17,6 +17,9 @@ What it adds to a shot's prompt:
 * the camera move as a sentence, or, with no move and nothing moving in the prompt, a gentle one,
   so that the video does not come out static. An explicit ``move: static`` is respected.
 
+The camera it writes is the one :func:`storyreel.camera.shot_camera` decides, which the animatic
+draws too, so that the previs shows the shot the model is asked for.
+
 It adds only English and never rewrites the prompt's own words. Over ``max_words``, whole
 sentences go first (the style, then light, setting, characters); then the caption ends after its
 last whole sentence that fits; only a single sentence longer than the cap is cut, between words.

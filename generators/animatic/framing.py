@@ -14,24 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from storyreel.camera import CameraMove
+from storyreel.camera import DEFAULT_SHOT_TYPE, FRAMINGS, MOVE_KINDS, VIEWPOINTS, Angle, CameraMove, ShotType
 
 from .palette import RGB
 
 VERTICAL_FOV = math.radians(30.0)
 FIGURE_HEIGHT = 1.75  # metres: a stand-in figure, head top
-# Metres of the subject's plane the frame spans vertically, for each shot type.
-SHOT_VIEW_HEIGHTS: dict[str, float] = {
-    "extreme close-up": 0.22,  # eyes and mouth
-    "close-up": 0.45,  # head and shoulders
-    "medium close-up": 0.7,  # chest up
-    "medium": 1.0,  # waist up
-    "medium wide": 1.5,  # knees up
-    "full": 2.2,  # head to toe, with room
-    "wide": 5.0,  # the figure in its surroundings
-    "extreme wide": 20.0,  # the place, a figure in it
-}
-DEFAULT_SHOT_TYPE = "wide"
 
 
 @dataclass(frozen=True)
@@ -76,55 +64,42 @@ class SetCamera:
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
 
-def frame_camera(shot_type: str | None, angle: str | None, picture_height: int) -> SetCamera:
+def frame_camera(shot_type: ShotType | None, angle: Angle | None, picture_height: int) -> SetCamera:
     """Place the camera so that the shot type frames the subject (a figure at the origin) from the angle.
+
+    The shot type's view height (storyreel.camera.FRAMINGS) sets the distance; the angle's placement
+    (storyreel.camera.VIEWPOINTS) where the camera stands. No shot type is DEFAULT_SHOT_TYPE, no
+    angle eye level.
 
     >>> round(frame_camera("close-up", None, 400).z, 2), round(frame_camera("wide", None, 400).z, 2)
     (-0.84, -9.33)
     """
     tan_half = math.tan(VERTICAL_FOV / 2)
     focal = picture_height / 2 / tan_half
-    view = SHOT_VIEW_HEIGHTS[shot_type or DEFAULT_SHOT_TYPE]
+    view = FRAMINGS[shot_type or DEFAULT_SHOT_TYPE].view_height
     distance = view / 2 / tan_half
     # Tight shots keep a little headroom above the figure; wide ones hold the lens at eye height.
     aim = 1.5 if view > 2.6 else FIGURE_HEIGHT + 0.08 * view - view / 2
-    twelve = math.radians(12)
-    if angle == "high":
-        return SetCamera(
-            0.0, aim + distance * math.sin(twelve), -distance * math.cos(twelve), -twelve, 0.0, focal
-        )
-    if angle == "low":
-        height = max(0.15, aim - distance * math.sin(twelve))
-        across = distance * math.cos(twelve)
+    viewpoint = VIEWPOINTS[angle or "eye-level"]
+    arc = math.radians(viewpoint.arc_degrees)
+    if viewpoint.placement == "raised":
+        return SetCamera(0.0, aim + distance * math.sin(arc), -distance * math.cos(arc), -arc, 0.0, focal)
+    if viewpoint.placement == "lowered":
+        height = max(0.15, aim - distance * math.sin(arc))
+        across = distance * math.cos(arc)
         return SetCamera(0.0, height, -across, math.atan2(aim - height, across), 0.0, focal)
-    if angle == "worm's-eye":
+    if viewpoint.placement == "ground":
         across = distance * 0.9
         pitch = math.atan2(aim - 0.08, across) + math.radians(8)  # the subject sits low, the sky looms
         return SetCamera(0.0, 0.08, -across, pitch, 0.0, focal)
-    if angle == "overhead":
+    if viewpoint.placement == "overhead":
         top = FIGURE_HEIGHT if view <= 2.6 else 0.0
         return SetCamera(0.0, top + distance, 0.0, -math.pi / 2, 0.0, focal)
-    roll = math.radians(14) if angle == "dutch" else 0.0
-    return SetCamera(0.0, aim, -distance, 0.0, roll, focal)
+    return SetCamera(0.0, aim, -distance, 0.0, math.radians(viewpoint.roll_degrees), focal)
 
 
 # --- the camera move: a pose per frame, relative to the first frame ---------------------------------------------
 
-# Per second of shot at speed 1.0: (x in view widths, y in view heights, log of the view's scale).
-MOVE_RATES: dict[str, tuple[float, float, float]] = {
-    "push-in": (0.0, 0.0, -0.10),
-    "pull-out": (0.0, 0.0, 0.10),
-    "pan left": (-0.10, 0.0, 0.0),
-    "pan right": (0.10, 0.0, 0.0),
-    "tilt up": (0.0, -0.10, 0.0),
-    "tilt down": (0.0, 0.10, 0.0),
-    "truck left": (-0.08, 0.0, 0.0),
-    "truck right": (0.08, 0.0, 0.0),
-    "crane up": (0.0, -0.07, 0.03),
-    "crane down": (0.0, 0.07, -0.03),
-    "orbit": (0.10, 0.0, 0.0),
-    "tracking": (0.12, 0.0, 0.0),
-}
 MAX_TRAVEL = (1.0, 0.6)  # view widths, view heights a move may travel in one shot
 SCALE_RANGE = (0.33, 2.5)
 
@@ -157,7 +132,8 @@ def ease(frames: int) -> np.ndarray:
 def camera_path(move: CameraMove, frames: int, fps: int, seed: int) -> CameraPath:
     """Play a camera move out over a shot of ``frames`` at ``fps``; ``seed`` shakes a handheld camera.
 
-    Moves travel at a rate per second, so a longer shot travels further (up to a cap).
+    Moves travel at their rate per second (storyreel.camera.MOVE_KINDS), so a longer shot travels
+    further (up to a cap).
 
     >>> from storyreel.camera import parse_move
     >>> path = camera_path(parse_move("push-in"), frames=49, fps=24, seed=0)
@@ -168,7 +144,7 @@ def camera_path(move: CameraMove, frames: int, fps: int, seed: int) -> CameraPat
     seconds = frames / fps
     x, y, log_scale = np.zeros(frames), np.zeros(frames), np.zeros(frames)
     for kind in move.kinds:
-        rate_x, rate_y, rate_scale = MOVE_RATES.get(kind, (0.0, 0.0, 0.0))
+        rate_x, rate_y, rate_scale = MOVE_KINDS[kind].rate
         x += rate_x * seconds * move.speed * progress
         y += rate_y * seconds * move.speed * progress
         log_scale += rate_scale * seconds * move.speed * progress
@@ -210,11 +186,12 @@ class FrameMark:
     colour: RGB
 
 
-def frame_marks(angle: str | None, size: tuple[int, int]) -> list[FrameMark]:
+def frame_marks(angle: Angle | None, size: tuple[int, int]) -> list[FrameMark]:
     """The over-the-shoulder angle's soft foreground shoulder, or the POV angle's viewfinder corners."""
     width, height = size
     marks: list[FrameMark] = []
-    if angle == "over-the-shoulder":
+    mark = VIEWPOINTS[angle].mark if angle else None
+    if mark == "shoulder":
         mask = Image.new("L", size, 0)
         draw = ImageDraw.Draw(mask)
         draw.ellipse((-0.3 * width, 0.62 * height, 0.4 * width, 1.6 * height), fill=255)  # shoulder
@@ -224,7 +201,7 @@ def frame_marks(angle: str | None, size: tuple[int, int]) -> list[FrameMark]:
         bbox = mask.getbbox()
         if bbox:
             marks.append(FrameMark(bbox, mask.crop(bbox), (30, 28, 32)))
-    elif angle == "pov":
+    elif mark == "viewfinder":
         arm, thick, inset = max(3, height // 8), max(1, height // 150), max(2, height // 14)
         for cx, cy, sx, sy in (
             (inset, inset, 1, 1),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from storyreel.camera import parse_move
+from storyreel.camera import shot_camera
 from storyreel.generate import (
     Clip,
     GeneratorOptions,
@@ -21,7 +21,7 @@ from storyreel.generate import (
     ignore_progress,
 )
 
-from .framing import DEFAULT_SHOT_TYPE, FrameMark, camera_path, ease, frame_camera, frame_marks
+from .framing import FrameMark, camera_path, ease, frame_camera, frame_marks
 from .palette import scene_palette
 from .raster import Plate, draw_set, picture_plate
 from .slate import Letterbox, Slate, draw_slate
@@ -39,7 +39,7 @@ class AnimaticGenerator:
     """
 
     name = "animatic"
-    version = "1"  # bump when the drawing changes, so that cached shots are drawn again
+    version = "2"  # bump when the drawing changes, so that cached shots are drawn again
 
     def __init__(self, options: GeneratorOptions):
         self.options = options  # nothing to load: the model, device and precision do not apply
@@ -64,13 +64,11 @@ class AnimaticGenerator:
         frames, width, height = request.frames, request.width, request.height
         letterbox = Letterbox.for_frame(width, height)
         picture_size = (width, letterbox.picture_height)
-        camera_spec = shot.camera
-        shot_type = camera_spec.shot if camera_spec else None
-        angle = camera_spec.angle if camera_spec else None
-        move = parse_move(camera_spec.move if camera_spec else None)
+        # The camera the shot's prompt asks for: its caption says the same shot type, angle and move.
+        asked = shot_camera(shot.camera, shot.prompt)
 
         # 1. The camera move, as the view's box on the plate at every frame
-        path = camera_path(move, frames, request.fps, request.seed)
+        path = camera_path(asked.move, frames, request.fps, request.seed)
         boxes = path.boxes(*picture_size)  # (frames, 4)
 
         # 2. The plates: the drawn set, and what the shot starts from (a start image, the parent's last picture)
@@ -78,12 +76,12 @@ class AnimaticGenerator:
             shot.setting, shot.prompt, shot.scene
         )  # the storyboard's words, not the enhancer's
         start, weights, plate_kind = start_plate(request, letterbox, boxes)
-        camera = frame_camera(shot_type, angle, letterbox.picture_height)
+        camera = frame_camera(asked.shot_type, asked.angle, letterbox.picture_height)
         scenery = draw_set(request, palette, camera, boxes, picture_size) if weights.min() < 1.0 else None
 
         # 3. What stays put: the bars and marks fixed to the frame
-        slate = draw_slate(request, letterbox)
-        marks = frame_marks(angle, picture_size)
+        slate = draw_slate(request, letterbox, asked)
+        marks = frame_marks(asked.angle, picture_size)
 
         # 4. Frame by frame: view the plates, dissolve, mark, burn in the timecode
         views = Views(boxes, picture_size, scenery, start, weights, marks)
@@ -92,10 +90,11 @@ class AnimaticGenerator:
         info: dict[str, Any] = {
             "plate": plate_kind,
             "palette": palette.name,
-            "shot_type": shot_type or DEFAULT_SHOT_TYPE,
-            "angle": angle or "eye-level",
-            "move": list(move.kinds),
-            "speed": move.speed,
+            "shot_type": asked.shot_type,
+            "angle": asked.angle or "eye-level",
+            "move": list(asked.move.kinds),
+            "speed": asked.move.speed,
+            "move_added": asked.move_added,
             "plate_size": list(scenery.image.size) if scenery is not None else None,
         }
         return Clip(frames=video, dit_passes=0, info=info)

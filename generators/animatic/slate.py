@@ -11,9 +11,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from storyreel.camera import ShotCamera
 from storyreel.generate import ShotRequest
 
-from .framing import DEFAULT_SHOT_TYPE
 from .palette import RGB
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -179,16 +179,16 @@ TIMECODE = (255, 214, 90)
 COUNTER = (200, 200, 200)
 
 
-def _camera_words(request: ShotRequest) -> str:
-    camera = request.shot.camera
-    words = [camera.shot if camera and camera.shot else f"{DEFAULT_SHOT_TYPE} (default)"]
-    if camera and camera.angle:
+def _camera_words(camera: ShotCamera) -> str:
+    """The shot type, angle and move, saying which the storyboard left to the default or to a still shot."""
+    words = [f"{camera.shot_type} (default)" if camera.default_shot_type else camera.shot_type]
+    if camera.angle:
         words.append(camera.angle)
-    words.append(camera.move if camera and camera.move else "static")
+    words.append(f"{camera.move.text} (added)" if camera.move_added else camera.move.text or "static")
     return " · ".join(words)
 
 
-def draw_slate(request: ShotRequest, letterbox: Letterbox) -> Slate:
+def draw_slate(request: ShotRequest, letterbox: Letterbox, camera: ShotCamera) -> Slate:
     """The bars: ANIMATIC, scene and shot, framing and move on top; the prompt and the timecode below."""
     box = letterbox
     width, height, pad, line = box.width, box.height, box.pad, box.line_height
@@ -202,7 +202,7 @@ def draw_slate(request: ShotRequest, letterbox: Letterbox) -> Slate:
     draw.text((pad, pad), tag, font=font, fill=(20, 16, 8))
     where = f"scene {request.shot.scene} · shot {request.shot.id}"
     where_x = tag_w + 2 * pad
-    camera_text = _camera_words(request)
+    camera_text = _camera_words(camera)
     room = width - where_x - pad
     where = _fit(where, font, room)
     draw.text((where_x, pad), where, font=font, fill=TEXT)
