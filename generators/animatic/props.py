@@ -196,17 +196,28 @@ def _shore(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[P
     return _far_range(450.0, _rolling(rng, 90, 4, 22, 3), mix((40, 70, 50), _fog(palette), 0.45), overhead)
 
 
-def _dunes(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[Prop]:
-    """Three ridges of dunes, hazier with distance."""
+def _ridges(
+    palette: Palette,
+    overhead: bool,
+    rng: np.random.Generator,
+    ridges: tuple[tuple[float, float], ...],
+    lumps: int,
+) -> list[Prop]:
+    """Ranges of rolling land one behind the other: (distance, how far into the fog) each, far first."""
     props: list[Prop] = []
-    for distance, amount in ((1400.0, 0.55), (700.0, 0.3), (320.0, 0.12)):
+    for distance, amount in ridges:
         props += _far_range(
             distance,
-            _rolling(rng, 90, 0.01 * distance, 0.05 * distance, 2),
+            _rolling(rng, 90, 0.01 * distance, 0.05 * distance, lumps),
             mix(palette.ground_near, _fog(palette), amount),
             overhead,
         )
     return props
+
+
+def _dunes(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[Prop]:
+    """Three ridges of dunes, hazier with distance."""
+    return _ridges(palette, overhead, rng, ((1400.0, 0.55), (700.0, 0.3), (320.0, 0.12)), lumps=2)
 
 
 def _peaks(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[Prop]:
@@ -217,15 +228,7 @@ def _peaks(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[P
 
 def _hills(palette: Palette, overhead: bool, rng: np.random.Generator) -> list[Prop]:
     """Two ranges of rolling hills: the dressing of any place without its own."""
-    props: list[Prop] = []
-    for distance, amount in ((1200.0, 0.55), (500.0, 0.25)):
-        props += _far_range(
-            distance,
-            _rolling(rng, 90, 0.01 * distance, 0.05 * distance, 3),
-            mix(palette.ground_near, _fog(palette), amount),
-            overhead,
-        )
-    return props
+    return _ridges(palette, overhead, rng, ((1200.0, 0.55), (500.0, 0.25)), lumps=3)
 
 
 _DRESSINGS = {
