@@ -37,10 +37,10 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
+from storyreel.camera import shot_camera
 from storyreel.enhance import FilmContext, ShotContext
-from storyreel.errors import UserError
 from storyreel.enhancer.clean import CLEAN_VERSION
-from storyreel.enhancer.template import ANGLE_PHRASES, SHOT_TYPE_PHRASES, camera_motion
+from storyreel.errors import UserError
 
 SYSTEM_TEMPLATE = "prompts/system.j2"
 USER_TEMPLATE = "prompts/user.j2"
@@ -123,15 +123,15 @@ class ChatPrompts:
 def template_variables(film: FilmContext, shot: ShotContext, max_words: int) -> dict[str, Any]:
     """What system.j2 and user.j2 are rendered with (documented at the top of system.j2)."""
     camera = shot.camera
-    motion = None
-    if camera is not None and camera.move:
-        subject, verb = camera_motion(camera, shot.prompt)
-        motion = f"the {subject} {verb}" if verb else None
+    # The model is told only what the storyboard's camera says: the default shot type and a still
+    # shot's gentle move are the template's completions, and the system prompt asks for the latter.
+    asked = shot_camera(camera, shot.prompt)
+    motion = f"the {asked.operator} {asked.motion}" if camera is not None and camera.move else None
     return {
         "film": film.model_dump(),
         "shot": shot.model_dump(exclude={"camera"}),
-        "shot_type": SHOT_TYPE_PHRASES[camera.shot] if camera is not None and camera.shot else None,
-        "angle": ANGLE_PHRASES[camera.angle] if camera is not None and camera.angle else None,
+        "shot_type": asked.shot_type_phrase if camera is not None and camera.shot else None,
+        "angle": asked.angle_phrase,
         "camera_move": camera.move if camera is not None else None,
         "camera_motion": motion,
         "max_words": max_words,

@@ -17,6 +17,9 @@ What it adds to a shot's prompt:
 * the camera move as a sentence, or, with no move and nothing moving in the prompt, a gentle one,
   so that the video does not come out static. An explicit ``move: static`` is respected.
 
+The camera it writes is the one :func:`storyreel.camera.shot_camera` decides, which the animatic
+draws too, so that the previs shows the shot the model is asked for.
+
 It adds only English and never rewrites the prompt's own words. Over ``max_words``, whole
 sentences go first (the style, then light, setting, characters); then the caption ends after its
 last whole sentence that fits; only a single sentence longer than the cap is cut, between words.
@@ -42,69 +45,11 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from storyreel.camera import parse_move
+from storyreel.camera import shot_camera
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
-from storyreel.storyboard import Camera, EnhancerSettings
+from storyreel.storyboard import EnhancerSettings
 
 TEMPLATE = "prompts/caption.j2"
-
-# How captions name the shot types and angles of the storyboard vocabulary (storyreel.camera).
-SHOT_TYPE_PHRASES: dict[str, str] = {
-    "extreme close-up": "Extreme close-up",
-    "close-up": "Close-up",
-    "medium close-up": "Medium close-up",
-    "medium": "Medium shot",
-    "medium wide": "Medium wide shot",
-    "full": "Full shot",
-    "wide": "Wide shot",
-    "extreme wide": "Extreme wide shot",
-}
-DEFAULT_SHOT_TYPE = "medium"
-ANGLE_PHRASES: dict[str, str] = {
-    "eye-level": "at eye level",
-    "high": "from a high angle",
-    "low": "from a low angle",
-    "overhead": "from directly overhead",
-    "worm's-eye": "from a worm's-eye view",
-    "dutch": "at a Dutch angle",
-    "over-the-shoulder": "over the shoulder",
-    "pov": "from a first-person point of view",
-}
-
-# Camera moves as what "the camera" does; static and handheld are phrased on their own.
-MOVE_VERBS: dict[str, str] = {
-    "push-in": "pushes in",
-    "pull-out": "pulls back",
-    "pan left": "pans left",
-    "pan right": "pans right",
-    "tilt up": "tilts up",
-    "tilt down": "tilts down",
-    "truck left": "trucks left",
-    "truck right": "trucks right",
-    "crane up": "cranes up",
-    "crane down": "cranes down",
-    "orbit": "orbits around the subject",
-    "tracking": "follows the subject",
-}
-WIDE_SHOT_TYPES = ("extreme wide", "wide", "medium wide", "full")
-GENTLE_MOVE_WIDE = "slowly pans across the scene"
-GENTLE_MOVE_CLOSE = "slowly pushes in"
-
-# Verbs whose presence means something in the shot moves, so no camera motion needs adding.
-# Looking, standing and sitting are deliberately absent: a heron that watches is a still subject. So
-# are verbs that are more often nouns in a prompt (track, cross, pan, sink, rush, rose, fell).
-_MOTION_VERBS = """
-    swim glide walk run fly soar dance move turn spin twirl rotate jump leap hop skip bounce fall drop
-    tumble rise lift dip dive splash flow pour drip stream spill drift float sway wave roll ripple
-    flutter flap crash race dart sprint chase climb crawl scuttle swirl burst blow shake spread reach
-    step stride march wander stroll gallop ride drive sail paddle nod blink laugh sing play strum clap
-    throw catch grab pull push slide sweep emerge approach enter leave orbit tilt zoom follow travel
-    flicker unfold wade stalk strike peck creep hover stir tremble shiver
-"""
-_IRREGULAR_MOTION = """
-    ran swam flew flown fallen risen rode ridden drove driven leapt sank sunk threw thrown caught blew
-    blown shook shaken swept
-"""
 
 # Light and atmosphere by time of day or weather, first match wins; used only when nothing speaks of light.
 LIGHT_BY_KEYWORD: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -135,11 +80,6 @@ _LIGHT_WORDS = re.compile(
     r"lamp|lamps|lantern|lanterns|candle|candles|torch|torches|fire|firelight|spotlight|spotlights)\b",
     re.IGNORECASE,
 )
-_OWN_SHOT_TYPE = re.compile(
-    r"^\s*(?:an?\s+)?(?:(?:extreme\s+|medium\s+)?close[- ]?up|(?:extreme\s+|medium\s+)?(?:wide|long|full|"
-    r"medium|establishing|aerial|overhead|tracking)\s+shot)\b",
-    re.IGNORECASE,
-)
 # Words that open a noun phrase: "a swan", "the lake", "two herons".
 DETERMINERS = frozenset(
     "a an the this that these those his her its their our my your some several many few one two three four "
@@ -152,23 +92,6 @@ _DANGLING = frozenset(
 # Sentences dropped first when a caption is over max_words, in order.
 DROP_ORDER: tuple[str, ...] = ("style", "lighting", "setting", "characters")
 _EMPTY: dict[str, Any] = {"style": None, "lighting": None, "setting": None, "characters": []}
-
-
-def _verb_forms(verb: str) -> set[str]:
-    """A verb and its -s, -ing and -ed forms; a rule that makes a non-word (wanderring) is harmless."""
-    forms = {verb, verb + "s", verb + "es", verb + "ing", verb + "ed"}
-    if verb.endswith("e"):
-        forms |= {verb + "d", verb[:-1] + "ing"}
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        forms |= {verb[:-1] + "ies", verb[:-1] + "ied"}
-    if len(verb) >= 3 and verb[-1] not in "aeiouwxy" and verb[-2] in "aeiou" and verb[-3] not in "aeiou":
-        forms |= {verb + verb[-1] + "ing", verb + verb[-1] + "ed"}  # swim -> swimming, dip -> dipped
-    return forms
-
-
-MOTION_WORDS = frozenset(
-    {form for verb in _MOTION_VERBS.split() for form in _verb_forms(verb)} | set(_IRREGULAR_MOTION.split())
-)
 
 
 # --- text ------------------------------------------------------------------------------------------------------
@@ -245,37 +168,6 @@ def cap_words(text: str, max_words: int) -> str:
 # --- phrases ---------------------------------------------------------------------------------------------------
 
 
-def _has_motion(prompt: str) -> bool:
-    return any(word in MOTION_WORDS for word in _words(prompt))
-
-
-def camera_motion(camera: Camera | None, prompt: str) -> tuple[str, str | None]:
-    """("camera" or "handheld camera", what it does), the second None when nothing should be said.
-
-    >>> camera_motion(Camera(move="slow push-in"), "a bottle stands on a plinth")
-    ('camera', 'slowly pushes in')
-    >>> camera_motion(None, "a swan glides"), camera_motion(None, "a bottle on a plinth")
-    (('camera', None), ('camera', 'slowly pushes in'))
-    """
-    move = parse_move(camera.move if camera else None)
-    if not camera or not camera.move:
-        if _has_motion(prompt):
-            return "camera", None
-        shot_type = (camera.shot if camera else None) or DEFAULT_SHOT_TYPE
-        return "camera", GENTLE_MOVE_WIDE if shot_type in WIDE_SHOT_TYPES else GENTLE_MOVE_CLOSE
-    if move.is_static:
-        return "camera", "holds still"
-    subject = "handheld camera" if "handheld" in move.kinds else "camera"
-    verbs = [MOVE_VERBS[kind] for kind in move.kinds if kind in MOVE_VERBS]
-    if not verbs:
-        verbs = ["moves with a slight, natural shake"]
-    motion = verbs[0] if len(verbs) == 1 else ", ".join(verbs[:-1]) + " and " + verbs[-1]
-    adverb = (
-        "subtly" if move.speed < 0.5 else "slowly" if move.speed < 1 else "quickly" if move.speed > 1 else ""
-    )
-    return subject, f"{adverb} {motion}".strip()
-
-
 def _lighting(shot: ShotContext, film: FilmContext) -> str | None:
     """A light and atmosphere phrase, unless the prompt, the setting or the style already speaks of light."""
     if _LIGHT_WORDS.search(" ".join(filter(None, [shot.prompt, shot.setting, film.style]))):
@@ -311,13 +203,9 @@ def _characters(shot: ShotContext) -> list[dict[str, Any]]:
 
 def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
     """The variables ``prompts/caption.j2`` is rendered with, for one shot."""
-    camera = shot.camera
+    camera = shot_camera(shot.camera, shot.prompt)
     prompt = _clean(shot.prompt)
-    shot_type: str | None = None
-    if camera is not None and camera.shot is not None:
-        shot_type = SHOT_TYPE_PHRASES[camera.shot]
-    elif not _OWN_SHOT_TYPE.match(prompt):
-        shot_type = SHOT_TYPE_PHRASES[DEFAULT_SHOT_TYPE]
+    shot_type = camera.shot_type_phrase
     action = prompt
     if shot_type and _starts_with_determiner(prompt):
         action = prompt[:1].lower() + prompt[1:]  # "The swan ..." after a colon; names keep their capital
@@ -327,10 +215,9 @@ def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
     style = _clean(film.style or "")
     if style and _normalised(style) in _normalised(prompt):
         style = ""
-    camera_subject, motion = camera_motion(camera, prompt)
     return {
         "shot_type": shot_type,
-        "angle": ANGLE_PHRASES[camera.angle] if camera is not None and camera.angle else None,
+        "angle": camera.angle_phrase,
         "action": action,
         "continuing": shot.mode == "continue",
         "characters": _characters(shot),
@@ -338,8 +225,8 @@ def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
         "setting_has_article": _starts_with_determiner(setting),
         "lighting": _lighting(shot, film),
         "style": style or None,
-        "camera_subject": camera_subject,
-        "camera_motion": motion,
+        "camera_subject": camera.operator,
+        "camera_motion": camera.motion,
     }
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from storyreel.camera import ANGLES, FRAMINGS, MOVES, SHOT_TYPES, VIEWPOINTS, CameraMove, move_motion
+from storyreel.enhance import film_context, open_enhancer, shot_contexts
 from storyreel.generate import (
     Clip,
     GeneratorOptions,
@@ -18,19 +20,21 @@ from storyreel.generate import (
     open_generator,
     run_generator,
 )
-from storyreel.plan import FilmPlan, ShotPlan, plan_film
-from storyreel.storyboard import Storyboard
 from storyreel.generators.animatic import AnimaticGenerator, Letterbox, character_colour
+from storyreel.plan import FilmPlan, ShotPlan, plan_film
+from storyreel.storyboard import EnhancerSettings, Storyboard
 
 SMALL = {"resolution": "160x96", "fps": 8, "overlap_history": 5, "base_num_frames": 21}
 
 
-def film(*shots: dict[str, Any], setting: str | None = "a lake at dawn", **generation: Any) -> FilmPlan:
-    """Plan a one-scene film at a tiny size from shot dicts."""
+def storyboard(
+    *shots: dict[str, Any], setting: str | None = "a lake at dawn", **generation: Any
+) -> Storyboard:
+    """A one-scene film at a tiny size from shot dicts."""
     scene: dict[str, Any] = {"id": "lake", "shots": list(shots)}
     if setting is not None:
         scene["setting"] = setting
-    board = Storyboard.model_validate(
+    return Storyboard.model_validate(
         {
             "storyreel": 1,
             "generation": {**SMALL, **generation},
@@ -38,7 +42,11 @@ def film(*shots: dict[str, Any], setting: str | None = "a lake at dawn", **gener
             "scenes": [scene],
         }
     )
-    return plan_film(board)
+
+
+def film(*shots: dict[str, Any], setting: str | None = "a lake at dawn", **generation: Any) -> FilmPlan:
+    """Plan a one-scene film at a tiny size from shot dicts."""
+    return plan_film(storyboard(*shots, setting=setting, **generation))
 
 
 def shot(shot_id: str = "glide", **fields: Any) -> dict[str, Any]:
@@ -326,3 +334,81 @@ def test_a_tiny_frame_still_works(camera: dict[str, str]) -> None:
     frames = generate(plan).frames
     assert frames.shape == (plan.frames, 64, 64, 3)
     assert picture(frames[0]).shape[0] >= 32  # the bars leave at least half the frame to the picture
+
+
+# --- the animatic draws the camera the caption asks for -----------------------------------------------------------
+
+STILL = "an old lighthouse on a cliff above the sea"  # nothing in it moves
+# What a caption says of a still shot's added move, as a move written in the storyboard's words.
+ADDED_MOVES = {
+    "The camera slowly pushes in.": "slow push-in",
+    "The camera slowly pans across the scene.": "slow pan right",
+}
+
+
+def captioned(**fields: Any) -> tuple[str, Clip]:
+    """The template enhancer's caption for one shot, and the animatic's clip of it."""
+    board = storyboard(shot(**fields))
+    plan = plan_film(board)
+    enhancer = open_enhancer("template", EnhancerSettings())
+    [prompt] = enhancer.enhance(film_context(board), shot_contexts(board, plan))
+    return prompt.prompt, generate(plan.shot("glide"))
+
+
+def pictures(clip: Clip) -> list[np.ndarray]:
+    return [picture(frame) for frame in clip.frames]
+
+
+def same_pictures(one: Clip, other: Clip) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(pictures(one), pictures(other), strict=True))
+
+
+def test_a_still_shot_without_a_camera_is_drawn_as_its_caption_frames_and_moves_it() -> None:
+    caption, clip = captioned(prompt=STILL)
+    assert caption.startswith("Medium shot: an old lighthouse")
+    assert caption.endswith(" The camera slowly pushes in.")
+    _, written_out = captioned(prompt=STILL, camera={"shot": "medium", "move": "slow push-in"})
+    assert same_pictures(clip, written_out)
+    assert (clip.info["shot_type"], clip.info["move"], clip.info["move_added"]) == (
+        "medium",
+        ["push-in"],
+        True,
+    )
+    assert not np.array_equal(picture(clip.frames[0]), picture(clip.frames[-1]))
+
+
+@pytest.mark.parametrize("shot_type", SHOT_TYPES)
+def test_every_still_shot_type_is_drawn_with_the_move_its_caption_adds(shot_type: str) -> None:
+    caption, clip = captioned(prompt=STILL, camera={"shot": shot_type})
+    assert caption.startswith(FRAMINGS[shot_type].phrase + ": ")
+    [said] = [move for sentence, move in ADDED_MOVES.items() if caption.endswith(" " + sentence)]
+    _, written_out = captioned(prompt=STILL, camera={"shot": shot_type, "move": said})
+    assert same_pictures(clip, written_out)
+
+
+def test_a_prompt_that_opens_with_its_own_shot_type_is_drawn_in_it() -> None:
+    caption, clip = captioned(prompt="Close-up of " + STILL)
+    assert caption.startswith("Close-up of an old lighthouse")  # no "Medium shot" added
+    _, written_out = captioned(prompt=STILL, camera={"shot": "close-up", "move": "slow push-in"})
+    assert same_pictures(clip, written_out)
+
+
+def test_a_moving_subject_without_a_camera_move_is_drawn_with_a_still_camera() -> None:
+    caption, clip = captioned(prompt="{{ swan }} glides across the water")
+    assert "camera" not in caption.lower()
+    assert clip.info["move"] == ["static"]
+    assert all(np.array_equal(pictures(clip)[0], later) for later in pictures(clip)[1:])
+
+
+@pytest.mark.parametrize("angle", ANGLES)
+def test_every_angle_is_drawn_as_its_caption_says(angle: str) -> None:
+    caption, clip = captioned(prompt=STILL, camera={"angle": angle, "move": "static"})
+    drawn = FRAMINGS[clip.info["shot_type"]].phrase + " " + VIEWPOINTS[clip.info["angle"]].phrase + ":"
+    assert caption.startswith(drawn)
+
+
+@pytest.mark.parametrize("move", MOVES)
+def test_every_move_is_drawn_as_its_caption_says(move: str) -> None:
+    caption, clip = captioned(prompt=STILL, camera={"shot": "wide", "move": f"slow {move}"})
+    operator, motion = move_motion(CameraMove(tuple(clip.info["move"]), clip.info["speed"]))
+    assert caption.endswith(f" The {operator} {motion}.")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storyreel import Storyboard, plan_film
-from storyreel.camera import MOVES
+from storyreel.camera import MOVES, SHOT_TYPES, normalise_shot_type
 from storyreel.enhance import EnhancedPrompt, film_context, open_enhancer, shot_contexts
 from storyreel.storyboard import EnhancerSettings
 
@@ -92,6 +92,26 @@ def test_prompts_come_back_one_per_shot_in_timeline_order():
     enhanced = enhance(marsh(WATCH, STRIKE, {"id": "rise", "prompt": "mist rises", "transition": "cut"}))
     assert list(enhanced) == ["watch", "strike", "rise"]
     assert all(prompt.source == "template" and prompt.model is None for prompt in enhanced.values())
+
+
+@pytest.mark.parametrize("shot_type", SHOT_TYPES)
+def test_every_shot_type_opens_its_caption_in_words_that_read_back_as_it(shot_type):
+    opening = caption({"prompt": "a swan glides past", "camera": {"shot": shot_type}}).split(":")[0]
+    assert normalise_shot_type(opening) == shot_type
+
+
+def test_shot_type_and_angle_aliases_are_captioned_as_the_words_they_stand_for():
+    text = caption(
+        {"prompt": "a swan glides past", "camera": {"shot": "establishing", "angle": "bird's-eye"}}
+    )
+    assert text.startswith("Extreme wide shot from directly overhead: a swan glides past.")
+
+
+def test_a_prompt_that_opens_with_its_own_shot_type_gets_no_other():
+    assert caption({"prompt": "Close-up of a swan gliding past"}).startswith(
+        "Close-up of a swan gliding past."
+    )
+    assert caption({"prompt": "a swan glides past"}).startswith("Medium shot: a swan glides past.")
 
 
 @pytest.mark.parametrize(
