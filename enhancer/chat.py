@@ -30,17 +30,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
 
 from storyreel.enhance import FilmContext, ShotContext
-from storyreel.errors import UserError
-from storyreel.enhancer.clean import CLEAN_VERSION
 from storyreel.enhancer.template import ANGLE_PHRASES, SHOT_TYPE_PHRASES, camera_motion
+from storyreel.errors import UserError
+
+from .clean import CLEAN_VERSION
+from .text import bundled_prompt, prompt_environment
 
 SYSTEM_TEMPLATE = "prompts/system.j2"
 USER_TEMPLATE = "prompts/user.j2"
@@ -104,9 +104,7 @@ class ChatPrompts:
     def __init__(self, system_template: str | Path | None = None, user_template: str | Path | None = None):
         self.system_source = _read_template(system_template, SYSTEM_TEMPLATE, "system_template")
         self.user_source = _read_template(user_template, USER_TEMPLATE, "user_template")
-        environment = jinja2.sandbox.SandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-        )
+        environment = prompt_environment()
         self._system = _compile(environment, self.system_source, system_template or SYSTEM_TEMPLATE)
         self._user = _compile(environment, self.user_source, user_template or USER_TEMPLATE)
         self._names = (str(system_template or SYSTEM_TEMPLATE), str(user_template or USER_TEMPLATE))
@@ -157,7 +155,7 @@ def fingerprint(backend: str, model: str | None, max_words: int, prompts: ChatPr
 
 def _read_template(path: str | Path | None, bundled: str, field: str) -> str:
     if path is None:
-        return files("storyreel.enhancer").joinpath(bundled).read_text(encoding="utf-8")
+        return bundled_prompt(bundled)
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as error:
