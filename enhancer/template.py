@@ -41,7 +41,7 @@ from typing import Any
 import jinja2
 
 from storyreel.camera import parse_move
-from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
+from storyreel.enhance import EnhancedPrompt, Enhancer, FilmContext, ShotContext
 from storyreel.storyboard import Camera, EnhancerSettings
 
 from .text import bundled_prompt, cap_words, prompt_environment, tidy, upper_first
@@ -295,7 +295,7 @@ def _load_template() -> jinja2.Template:
     return environment.from_string(bundled_prompt(TEMPLATE))
 
 
-class TemplateEnhancer:
+class TemplateEnhancer(Enhancer):
     """Deterministic SkyReels-style captions from ``prompts/caption.j2``; needs no model or network."""
 
     name = "template"
@@ -303,7 +303,7 @@ class TemplateEnhancer:
     reproducible = True  # the same shot always gives the same caption, at no cost: nothing to lock
 
     def __init__(self, settings: EnhancerSettings):
-        self.settings = settings
+        super().__init__(settings)
         self._template = _load_template()
 
     def fingerprint(self) -> str:

@@ -6,16 +6,21 @@ setting, lighting and style, camera motion). It receives the whole film at once,
 that talks to an LLM server can send every request concurrently; each shot's request depends only
 on that shot and the film-level context, never on other shots' prompts, so editing one shot
 re-enhances that shot alone.
+
+Backends subclass :class:`Enhancer`, which declares the contract and its optional members, and are
+found by name (:mod:`storyreel.backends`); :func:`enhance_film` runs one over a film's shots with
+the prompt lock.
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -64,20 +69,32 @@ class EnhancedPrompt:
     model: str | None = None
 
 
-@runtime_checkable
-class Enhancer(Protocol):
-    """The enhancer contract. Implementations take ``EnhancerSettings`` in ``__init__``.
+class Enhancer(abc.ABC):
+    """The enhancer contract: given shots in context, return prompts.
 
-    A backend may also set ``reproducible = True`` when the same shot always gives the same prompt
-    at no cost (the ``template`` and ``none`` backends): its prompts are then not written to the lock.
+    A backend subclasses this, sets ``name``, takes the storyboard's ``EnhancerSettings`` in
+    ``__init__`` and implements :meth:`fingerprint` and :meth:`enhance`; it is registered under the
+    ``storyreel.enhancers`` entry-point group. ``reproducible`` is optional: what is written here is
+    what a backend that leaves it alone gets.
     """
 
-    name: str
+    name: ClassVar[str]
+    """The name the backend is registered under; every prompt it writes records it as its source."""
 
+    reproducible: ClassVar[bool] = False
+    """True when the same shot always gives the same prompt, at no cost (the ``template`` and ``none``
+    backends). Such prompts are not written to the prompt lock unless one exists already: enhancing
+    again gives them back. False for a model, whose answers cost time and may change: each is locked
+    as it arrives."""
+
+    def __init__(self, settings: EnhancerSettings):
+        self.settings = settings
+
+    @abc.abstractmethod
     def fingerprint(self) -> str:
         """A stable hash of everything in the backend that decides its output (model, template, caps, sampling)."""
-        ...
 
+    @abc.abstractmethod
     def enhance(
         self,
         film: FilmContext,
@@ -85,7 +102,6 @@ class Enhancer(Protocol):
         on_result: Callable[[EnhancedPrompt], None] | None = None,
     ) -> list[EnhancedPrompt]:
         """One enhanced prompt per shot, in the order given; ``on_result`` hears of each as soon as it is ready."""
-        ...
 
 
 def available_enhancers() -> list[str]:
@@ -190,7 +206,7 @@ def enhance_film(
     if lock_path is not None:
         lock = PromptLock.load(lock_path, board.path.name if board.path else board.title)
         if write_lock is None:
-            write_lock = lock_path.exists() or not getattr(enhancer, "reproducible", False)
+            write_lock = lock_path.exists() or not enhancer.reproducible
     results: dict[str, ShotPrompt] = {}
     missing: list[ShotContext] = []
     for context in contexts:
