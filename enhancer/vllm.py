@@ -63,7 +63,8 @@ from .chat import (
     sampling,
 )
 from .clean import UnusableAnswer, clean_caption
-from .serve import DEFAULT_PORT
+from .serve import DEFAULT_PORT, VLLMServer
+from .serve import serve as start_vllm
 
 __all__ = [
     "EnhancerAnswerUnusable",
@@ -206,6 +207,29 @@ class VLLMEnhancer(ChatEnhancer):
                 f"the model {self._served or self.model!r} at {self.url}", shots, failures, results
             )
         return results
+
+    @classmethod
+    def serve(
+        cls,
+        model: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        tensor_parallel_size: int | None = None,
+        max_model_len: int | None = None,
+    ) -> VLLMServer:
+        """Start vLLM's OpenAI-compatible server for ``model`` with :func:`storyreel.enhancer.serve.serve`.
+
+        ``model`` defaults to SkyReels-V2's own prompt enhancer (``DEFAULT_MODEL``); the other arguments
+        left None take that function's defaults, whose port is the one this backend calls when no URL is set.
+        """
+        options = {
+            "host": host,
+            "port": port,
+            "tensor_parallel_size": tensor_parallel_size,
+            "max_model_len": max_model_len,
+        }
+        return start_vllm(model or DEFAULT_MODEL, **{k: v for k, v in options.items() if v is not None})
 
     # --- the server ---------------------------------------------------------------------------------------------
 
