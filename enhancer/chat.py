@@ -30,17 +30,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from importlib.resources import files
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
 
 from storyreel.camera import shot_camera
-from storyreel.enhance import FilmContext, ShotContext
-from storyreel.enhancer.clean import CLEAN_VERSION
+from storyreel.enhance import EnhancedPrompt, Enhancer, FilmContext, ShotContext
 from storyreel.errors import UserError
+from storyreel.storyboard import EnhancerSettings
+
+from .clean import CLEAN_VERSION
+from .text import bundled_prompt, prompt_environment
 
 SYSTEM_TEMPLATE = "prompts/system.j2"
 USER_TEMPLATE = "prompts/user.j2"
@@ -104,9 +106,7 @@ class ChatPrompts:
     def __init__(self, system_template: str | Path | None = None, user_template: str | Path | None = None):
         self.system_source = _read_template(system_template, SYSTEM_TEMPLATE, "system_template")
         self.user_source = _read_template(user_template, USER_TEMPLATE, "user_template")
-        environment = jinja2.sandbox.SandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-        )
+        environment = prompt_environment()
         self._system = _compile(environment, self.system_source, system_template or SYSTEM_TEMPLATE)
         self._user = _compile(environment, self.user_source, user_template or USER_TEMPLATE)
         self._names = (str(system_template or SYSTEM_TEMPLATE), str(user_template or USER_TEMPLATE))
@@ -138,26 +138,63 @@ def template_variables(film: FilmContext, shot: ShotContext, max_words: int) -> 
     }
 
 
-def fingerprint(backend: str, model: str | None, max_words: int, prompts: ChatPrompts) -> str:
-    """A hash of everything that decides a backend's answers, for invalidating locked prompts.
+class ChatEnhancer(Enhancer):
+    """What the LLM backends share: their chat prompts, built from the settings, and their fingerprint.
 
-    The server's address is not part of it: the same model behind another URL writes the same prompts.
+    ``system_template`` and ``user_template`` override the settings of the same name (handy in code
+    and tests).
     """
-    decisive = {
-        "backend": backend,
-        "model": model,
-        "max_words": max_words,
-        "sampling": [sampling(max_words, attempt) for attempt in range(ANSWER_TRIES)],
-        "system_template": prompts.system_source,
-        "user_template": prompts.user_source,
-        "clean_version": CLEAN_VERSION,
-    }
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+
+    def __init__(
+        self,
+        settings: EnhancerSettings,
+        *,
+        system_template: str | Path | None = None,
+        user_template: str | Path | None = None,
+    ):
+        super().__init__(settings)
+        self.model: str | None = settings.model
+        self.max_words = settings.max_words
+        self.prompts = ChatPrompts(
+            system_template or settings.system_template, user_template or settings.user_template
+        )
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the answers, for invalidating locked prompts.
+
+        Where the model runs is not part of it: the same model behind another URL writes the same prompts.
+        """
+        decisive = {
+            "backend": self.name,
+            "model": self.model,
+            "max_words": self.max_words,
+            "sampling": [sampling(self.max_words, attempt) for attempt in range(ANSWER_TRIES)],
+            "system_template": self.prompts.system_source,
+            "user_template": self.prompts.user_source,
+            "clean_version": CLEAN_VERSION,
+        }
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+
+
+def answer_unusable(
+    who: str, shots: Sequence[ShotContext], failures: dict[int, str], results: list[EnhancedPrompt]
+) -> EnhancerAnswerUnusable:
+    """The error for the shots (``failures``: index in ``shots`` -> reason) that got no usable caption from ``who``.
+
+    ``results`` are the prompts of the shots that did get one.
+    """
+    listed = "; ".join(f"shot '{shots[i].id}': {reason}" for i, reason in sorted(failures.items()))
+    return EnhancerAnswerUnusable(
+        f"{who} gave no usable caption in {ANSWER_TRIES} tries for {len(failures)} of {len(shots)} shots "
+        f"({listed}); use a larger instruct model, or --enhancer template",
+        {shots[i].id: reason for i, reason in sorted(failures.items())},
+        results,
+    )
 
 
 def _read_template(path: str | Path | None, bundled: str, field: str) -> str:
     if path is None:
-        return files("storyreel.enhancer").joinpath(bundled).read_text(encoding="utf-8")
+        return bundled_prompt(bundled)
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as error:

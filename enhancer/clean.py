@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from storyreel.enhancer.template import cap_words, sentences, tidy
+from .text import cap_words, sentences, tidy
 
 # Bumped whenever a change here can change a caption, so that locked prompts are re-enhanced.
 CLEAN_VERSION = 1

@@ -16,18 +16,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
-from storyreel.storyboard import EnhancerSettings
+from storyreel.enhance import EnhancedPrompt, Enhancer, FilmContext, ShotContext
 
 
-class PassthroughEnhancer:
+class PassthroughEnhancer(Enhancer):
     """Returns each shot's prompt unchanged."""
 
     name = "none"
     reproducible = True  # nothing to lock
-
-    def __init__(self, settings: EnhancerSettings):
-        self.settings = settings
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.name.encode()).hexdigest()

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storyreel.errors import MissingExtra
-from storyreel.enhancer.chat import DEFAULT_MODEL, SEED, EnhancerError
+
+from .chat import DEFAULT_MODEL, SEED, EnhancerError
 
 PYTHON_ENV = "STORYREEL_VLLM_PYTHON"
 DEFAULT_PORT = 8000

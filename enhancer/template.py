@@ -39,15 +39,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from importlib.resources import files
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
 
 from storyreel.camera import shot_camera
-from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
+from storyreel.enhance import EnhancedPrompt, Enhancer, FilmContext, ShotContext
 from storyreel.storyboard import EnhancerSettings
+
+from .text import bundled_prompt, cap_words, prompt_environment, tidy, upper_first
 
 TEMPLATE = "prompts/caption.j2"
 
@@ -85,10 +85,6 @@ DETERMINERS = frozenset(
     "a an the this that these those his her its their our my your some several many few one two three four "
     "five every each".split()
 )
-# Words a caption cut between words must not end on.
-_DANGLING = frozenset(
-    "a an the and or but of with in on at to from by as its their his her into onto".split()
-)
 # Sentences dropped first when a caption is over max_words, in order.
 DROP_ORDER: tuple[str, ...] = ("style", "lighting", "setting", "characters")
 _EMPTY: dict[str, Any] = {"style": None, "lighting": None, "setting": None, "characters": []}
@@ -105,10 +101,6 @@ def _normalised(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _upper_first(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def _starts_with_determiner(text: str) -> bool:
     first = text.split(maxsplit=1)[0].lower() if text.strip() else ""
     return first in DETERMINERS
@@ -117,52 +109,6 @@ def _starts_with_determiner(text: str) -> bool:
 def _clean(text: str) -> str:
     """One line, no final full stop or dangling comma (the template adds the sentence's end)."""
     return " ".join(text.split()).rstrip(" .,;:")
-
-
-def tidy(text: str) -> str:
-    """Single spaces, no space before punctuation, one mark where marks pile up, a capital and a full stop.
-
-    >>> tidy("a swan  glides ,slowly..  The  mist rises?.")
-    'A swan glides, slowly. The mist rises?'
-    """
-    text = " ".join(text.split())
-    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
-    text = re.sub(r"[,;:]+(?=[.!?])", "", text)  # "lake,." -> "lake."
-    text = re.sub(r"([.!?])[.,;:]+", r"\1", text)  # "lake.." or "feed?." -> one mark
-    text = re.sub(r"([,;:])[,;:]+", r"\1", text)
-    text = re.sub(r"([,;])(?=[A-Za-z])", r"\1 ", text)  # "glides,slowly" -> "glides, slowly"
-    text = _upper_first(text.strip())
-    if text and text[-1] not in ".!?":
-        text += "."
-    return text
-
-
-def sentences(text: str) -> list[str]:
-    """Split tidied text after . ! or ? where the next sentence starts with a capital, a digit or a quote."""
-    return [part for part in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", text) if part]
-
-
-def cap_words(text: str, max_words: int) -> str:
-    """The longest run of whole leading sentences within ``max_words``; one long sentence is cut between words.
-
-    >>> cap_words("One two three. Four five six. Seven.", 6)
-    'One two three. Four five six.'
-    >>> cap_words("One two three four, five six.", 4)
-    'One two three four.'
-    """
-    if len(text.split()) <= max_words:
-        return text
-    kept: list[str] = []
-    for sentence in sentences(text):
-        if len(" ".join([*kept, sentence]).split()) > max_words:
-            break
-        kept.append(sentence)
-    if kept:
-        return " ".join(kept)
-    words = text.split()[:max_words]
-    while len(words) > 1 and words[-1].lower().strip(",;:-") in _DANGLING:
-        words.pop()
-    return " ".join(words).rstrip(",;:-") + "."
 
 
 # --- phrases ---------------------------------------------------------------------------------------------------
@@ -230,19 +176,13 @@ def caption_parts(film: FilmContext, shot: ShotContext) -> dict[str, Any]:
     }
 
 
-def _template_source() -> str:
-    return files("storyreel.enhancer").joinpath(TEMPLATE).read_text(encoding="utf-8")
-
-
 def _load_template() -> jinja2.Template:
-    environment = jinja2.sandbox.SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
-    environment.filters["upper_first"] = _upper_first
-    return environment.from_string(_template_source())
+    environment = prompt_environment()
+    environment.filters["upper_first"] = upper_first
+    return environment.from_string(bundled_prompt(TEMPLATE))
 
 
-class TemplateEnhancer:
+class TemplateEnhancer(Enhancer):
     """Deterministic SkyReels-style captions from ``prompts/caption.j2``; needs no model or network."""
 
     name = "template"
@@ -250,12 +190,12 @@ class TemplateEnhancer:
     reproducible = True  # the same shot always gives the same caption, at no cost: nothing to lock
 
     def __init__(self, settings: EnhancerSettings):
-        self.settings = settings
+        super().__init__(settings)
         self._template = _load_template()
 
     def fingerprint(self) -> str:
         """What decides this backend's captions: its version, the cap and the template's text."""
-        identity = f"{self.name}\n{self.version}\n{self.settings.max_words}\n{_template_source()}"
+        identity = f"{self.name}\n{self.version}\n{self.settings.max_words}\n{bundled_prompt(TEMPLATE)}"
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def enhance(

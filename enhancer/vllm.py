@@ -3,11 +3,11 @@
 Any server that speaks ``POST /v1/chat/completions`` works; vLLM's is the one it is built and tested
 against (start one with ``storyreel enhancer serve``). Settings come from the storyboard's
 ``enhancer:`` block: ``url`` (else ``$STORYREEL_ENHANCER_URL``, else ``http://127.0.0.1:8000/v1``),
-``model`` (else the one model the server serves), ``max_words``, and, when set, ``concurrency``
-(requests in flight, 8), ``timeout`` (seconds to keep retrying a server that fails, 120; one
-answer may take up to ``request_timeout``, 120, seconds), ``system_template`` and ``user_template`` (paths of Jinja2 files that
-replace the bundled ``prompts/system.j2`` and ``prompts/user.j2``). ``$STORYREEL_ENHANCER_API_KEY``,
-when set, is sent as a bearer token.
+``model`` (else the one model the server serves), ``max_words``, ``concurrency`` (requests in
+flight), ``timeout`` (seconds to keep retrying a server that fails), ``request_timeout`` (seconds one
+answer may take), ``system_template`` and ``user_template`` (paths of Jinja2 files that replace the
+bundled ``prompts/system.j2`` and ``prompts/user.j2``), each defaulting as ``EnhancerSettings`` says.
+``$STORYREEL_ENHANCER_API_KEY``, when set, is sent as a bearer token.
 
 How it behaves:
 
@@ -50,18 +50,21 @@ from typing import Any
 
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.storyboard import EnhancerSettings
-from storyreel.enhancer.chat import (
+
+from .chat import (
     ANSWER_TRIES,
     DEFAULT_MODEL,
-    ChatPrompts,
+    ChatEnhancer,
     EnhancerAnswerUnusable,
     EnhancerError,
     EnhancerRejected,
     EnhancerUnavailable,
-    fingerprint,
+    answer_unusable,
     sampling,
 )
-from storyreel.enhancer.clean import UnusableAnswer, clean_caption
+from .clean import UnusableAnswer, clean_caption
+from .serve import DEFAULT_PORT, VLLMServer
+from .serve import serve as start_vllm
 
 __all__ = [
     "EnhancerAnswerUnusable",
@@ -72,14 +75,9 @@ __all__ = [
     "normalise_url",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/v1"  # where `storyreel enhancer serve` listens
 URL_ENV = "STORYREEL_ENHANCER_URL"
 API_KEY_ENV = "STORYREEL_ENHANCER_API_KEY"
-DEFAULT_CONCURRENCY = 8
-DEFAULT_TIMEOUT = (
-    120.0  # how long a failing server is retried; raise it for a server still loading a large model
-)
-DEFAULT_REQUEST_TIMEOUT = 120.0  # one answer: a 32B model writing a caption under load takes seconds
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 10.0
 
@@ -122,11 +120,12 @@ class _ShotFailed(Exception):
         self.reason = reason
 
 
-class VLLMEnhancer:
+class VLLMEnhancer(ChatEnhancer):
     """Detailed captions from a chat model behind an OpenAI-compatible server (vLLM's first of all).
 
     Keyword arguments override the settings of the same name (handy in code and tests); everything
-    else comes from ``settings``.
+    else, defaults included, comes from ``settings``. ``first_backoff`` is the first pause, in
+    seconds, before a failed request is tried again.
     """
 
     name = "vllm"
@@ -142,32 +141,17 @@ class VLLMEnhancer:
         system_template: str | Path | None = None,
         user_template: str | Path | None = None,
     ):
-        self.settings = settings
+        super().__init__(settings, system_template=system_template, user_template=user_template)
         self.url = normalise_url(settings.url or os.environ.get(URL_ENV) or DEFAULT_URL)
-        self.model: str | None = settings.model
-        self.max_words = settings.max_words
-        self.concurrency = max(
-            1, int(concurrency or getattr(settings, "concurrency", None) or DEFAULT_CONCURRENCY)
-        )
-        chosen = timeout if timeout is not None else getattr(settings, "timeout", None)
-        self.timeout = float(DEFAULT_TIMEOUT if chosen is None else chosen)
-        self.request_timeout = float(
-            request_timeout or getattr(settings, "request_timeout", None) or DEFAULT_REQUEST_TIMEOUT
-        )
+        self.concurrency = concurrency or settings.concurrency
+        self.timeout = settings.timeout if timeout is None else timeout
+        self.request_timeout = request_timeout or settings.request_timeout
         self.first_backoff = first_backoff
-        self.prompts = ChatPrompts(
-            system_template or getattr(settings, "system_template", None),
-            user_template or getattr(settings, "user_template", None),
-        )
         self._api_key = os.environ.get(API_KEY_ENV)
         self._served: str | None = None
         self._lock = threading.Lock()
 
     # --- the contract -------------------------------------------------------------------------------------------
-
-    def fingerprint(self) -> str:
-        """Changes whenever the prompts this backend would write can change (not with the URL)."""
-        return fingerprint(self.name, self.model, self.max_words, self.prompts)
 
     def enhance(
         self,
@@ -219,12 +203,33 @@ class VLLMEnhancer:
             raise fatal
         results = [done[index] for index in sorted(done)]
         if failures:
-            raise EnhancerAnswerUnusable(
-                self._unusable_message(shots, failures),
-                {shots[i].id: r for i, r in failures.items()},
-                results,
+            raise answer_unusable(
+                f"the model {self._served or self.model!r} at {self.url}", shots, failures, results
             )
         return results
+
+    @classmethod
+    def serve(
+        cls,
+        model: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        tensor_parallel_size: int | None = None,
+        max_model_len: int | None = None,
+    ) -> VLLMServer:
+        """Start vLLM's OpenAI-compatible server for ``model`` with :func:`storyreel.enhancer.serve.serve`.
+
+        ``model`` defaults to SkyReels-V2's own prompt enhancer (``DEFAULT_MODEL``); the other arguments
+        left None take that function's defaults, whose port is the one this backend calls when no URL is set.
+        """
+        options = {
+            "host": host,
+            "port": port,
+            "tensor_parallel_size": tensor_parallel_size,
+            "max_model_len": max_model_len,
+        }
+        return start_vllm(model or DEFAULT_MODEL, **{k: v for k, v in options.items() if v is not None})
 
     # --- the server ---------------------------------------------------------------------------------------------
 
@@ -355,7 +360,7 @@ class VLLMEnhancer:
 
     def _serve_hint(self) -> str:
         parts = urllib.parse.urlsplit(self.url)
-        port = f" --port {parts.port}" if parts.port and parts.port != 8000 else ""
+        port = f" --port {parts.port}" if parts.port and parts.port != DEFAULT_PORT else ""
         return (
             f"start one with: storyreel enhancer serve --model {self.model or DEFAULT_MODEL}{port} "
             f"(or point enhancer.url, --enhancer-url or ${URL_ENV} at a running OpenAI-compatible server), "
@@ -382,14 +387,6 @@ class VLLMEnhancer:
             fix = "check enhancer.model, max_words and the server's --max-model-len"
         return EnhancerRejected(
             f"the enhancer server at {self.url} refused the request (HTTP {status}: {detail}); {fix}"
-        )
-
-    def _unusable_message(self, shots: Sequence[ShotContext], failures: dict[int, str]) -> str:
-        listed = "; ".join(f"shot '{shots[i].id}': {reason}" for i, reason in sorted(failures.items()))
-        return (
-            f"the model {self._served or self.model!r} at {self.url} gave no usable caption in {ANSWER_TRIES} tries "
-            f"for {len(failures)} of {len(shots)} shots ({listed}); use a larger instruct model, "
-            f"or --enhancer template"
         )
 
 

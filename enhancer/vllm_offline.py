@@ -8,6 +8,7 @@ asks again for the ones that cannot be used, and then frees the GPU (engine shut
 prompt enhancer (Qwen2.5-32B-Instruct) needs 64 GB+ of GPU memory and cannot share the GPU with
 the video model: enhance first, then render. vLLM is imported only when ``enhance`` runs.
 
+>>> from storyreel.enhancer.vllm import VLLMEnhancer
 >>> enhancer = OfflineVLLMEnhancer(EnhancerSettings(backend="vllm-offline", model="Qwen/Qwen2.5-32B-Instruct"))
 >>> enhancer.fingerprint() != VLLMEnhancer(EnhancerSettings(backend="vllm", model="Qwen/Qwen2.5-32B-Instruct")).fingerprint()
 True
@@ -23,26 +24,18 @@ from typing import Any
 from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.errors import MissingExtra, UserError
 from storyreel.storyboard import EnhancerSettings
-from storyreel.enhancer.chat import (
-    ANSWER_TRIES,
-    SEED,
-    ChatPrompts,
-    EnhancerAnswerUnusable,
-    fingerprint,
-    sampling,
-)
-from storyreel.enhancer.clean import UnusableAnswer, clean_caption
-from storyreel.enhancer.serve import MAX_MODEL_LEN
-from storyreel.enhancer.vllm import VLLMEnhancer
 
-__all__ = ["OfflineVLLMEnhancer", "VLLMEnhancer"]
+from .chat import ANSWER_TRIES, DEFAULT_MODEL, SEED, ChatEnhancer, answer_unusable, sampling
+from .clean import UnusableAnswer, clean_caption
+from .serve import MAX_MODEL_LEN
 
 
-class OfflineVLLMEnhancer:
+class OfflineVLLMEnhancer(ChatEnhancer):
     """Detailed captions from a chat model loaded in this process with vLLM, for the length of one call.
 
-    ``engine_args`` go to ``vllm.LLM`` as they are (``tensor_parallel_size``, ``gpu_memory_utilization``,
-    ``enforce_eager``...); ``settings.tensor_parallel_size`` is used when present.
+    ``engine_args`` go to ``vllm.LLM`` as they are and win over the ones set here: spread a large
+    model over GPUs with ``{"tensor_parallel_size": 2}``, or pass ``gpu_memory_utilization``,
+    ``enforce_eager`` and the like. ``system_template`` and ``user_template`` override the settings.
     """
 
     name = "vllm-offline"
@@ -58,26 +51,15 @@ class OfflineVLLMEnhancer:
         if not settings.model:
             raise UserError(
                 "enhancer.model: the vllm-offline enhancer needs a model, as a hub id in the local cache or a "
-                "folder; set one such as Qwen/Qwen2.5-32B-Instruct"
+                f"folder; set one such as {DEFAULT_MODEL}"
             )
-        self.settings = settings
-        self.model: str = settings.model
-        self.max_words = settings.max_words
+        super().__init__(settings, system_template=system_template, user_template=user_template)
         self.engine_args = {
-            "tensor_parallel_size": int(getattr(settings, "tensor_parallel_size", None) or 1),
             "max_model_len": MAX_MODEL_LEN,
             "seed": SEED,
             "generation_config": "vllm",  # the request's sampling alone decides, as with `serve`
             **(engine_args or {}),
         }
-        self.prompts = ChatPrompts(
-            system_template or getattr(settings, "system_template", None),
-            user_template or getattr(settings, "user_template", None),
-        )
-
-    def fingerprint(self) -> str:
-        """Changes whenever the prompts this backend would write can change."""
-        return fingerprint(self.name, self.model, self.max_words, self.prompts)
 
     def enhance(
         self,
@@ -127,12 +109,8 @@ class OfflineVLLMEnhancer:
 
         results = [done[index] for index in sorted(done)]
         if pending:
-            listed = "; ".join(f"shot '{shots[i].id}': {reasons[i]}" for i in pending)
-            raise EnhancerAnswerUnusable(
-                f"the model {self.model!r} gave no usable caption in {ANSWER_TRIES} tries for {len(pending)} of "
-                f"{len(shots)} shots ({listed}); use a larger instruct model, or --enhancer template",
-                {shots[i].id: reasons[i] for i in pending},
-                results,
+            raise answer_unusable(
+                f"the model {self.model!r}", shots, {i: reasons[i] for i in pending}, results
             )
         return results
 

@@ -467,38 +467,59 @@ def schema() -> None:
         sys.stdout.write(json.dumps(storyboard_schema(), indent=2) + "\n")
 
 
-enhancer_app = typer.Typer(help="Run the LLM server the vllm enhancer talks to.", no_args_is_help=True)
+enhancer_app = typer.Typer(help="Run the LLM server an enhancer talks to.", no_args_is_help=True)
 app.add_typer(enhancer_app, name="enhancer")
 
 
 @enhancer_app.command("serve")
 def enhancer_serve(
+    backend: Annotated[str, typer.Option(help="the enhancer whose server to start")] = "vllm",
     model: Annotated[
-        str, typer.Option(help="model to serve (hub id or folder)")
-    ] = "Qwen/Qwen2.5-32B-Instruct",
-    tensor_parallel_size: Annotated[int, typer.Option(min=1, help="GPUs to split the model over")] = 1,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0 picks a free one)")] = 8000,
+        str | None,
+        typer.Option(
+            help="model to serve (hub id or folder)",
+            show_default="Qwen/Qwen2.5-32B-Instruct for vllm",
+        ),
+    ] = None,
+    tensor_parallel_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="GPUs to split the model over", show_default="1 for vllm"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="port (0 picks a free one)", show_default="8000 for vllm"),
+    ] = None,
     host: Annotated[
-        str, typer.Option(help="interface to listen on (loopback keeps it private)")
-    ] = "127.0.0.1",
-    max_model_len: Annotated[int, typer.Option(min=512, help="context length to reserve memory for")] = 4096,
+        str | None,
+        typer.Option(
+            help="interface to listen on (loopback keeps it private)",
+            show_default="127.0.0.1 for vllm",
+        ),
+    ] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(min=512, help="context length to reserve memory for", show_default="4096 for vllm"),
+    ] = None,
 ) -> None:
-    """Start a vLLM OpenAI-compatible server for the enhancer, wait until it answers, print its URL, keep it up."""
+    """Start the server an enhancer talks to (vLLM's OpenAI-compatible one), wait until it answers, print its URL, keep it up."""
     with _errors():
-        from storyreel.enhancer.serve import serve
+        from .enhance import serve_enhancer
 
-        err.print(f"starting vLLM for {escape(model)} (loading a large model takes minutes)...")
-        server = serve(
+        server = serve_enhancer(
+            backend,
             model,
             host=host,
             port=port,
             tensor_parallel_size=tensor_parallel_size,
             max_model_len=max_model_len,
+            note=lambda message: err.print(escape(message)),
         )
         out.print(server.url)
         err.print(
-            f"[green]ready:[/] render with --enhancer vllm --enhancer-url {server.url} "
-            f"(or export STORYREEL_ENHANCER_URL={server.url}); log: {server.log_path}; Ctrl-C stops it"
+            f"[green]ready:[/] serving {escape(', '.join(server.models))}; render with --enhancer {escape(backend)} "
+            f"--enhancer-url {server.url} (or export STORYREEL_ENHANCER_URL={server.url}); log: {server.log_path}; "
+            "Ctrl-C stops it",
+            soft_wrap=True,
         )
         try:
             code = server.wait()

@@ -6,21 +6,26 @@ setting, lighting and style, camera motion). It receives the whole film at once,
 that talks to an LLM server can send every request concurrently; each shot's request depends only
 on that shot and the film-level context, never on other shots' prompts, so editing one shot
 re-enhances that shot alone.
+
+Backends subclass :class:`Enhancer`, which declares the contract and its optional members, and are
+found by name (:mod:`storyreel.backends`): :func:`enhance_film` runs one over a film's shots with the
+prompt lock, and :func:`serve_enhancer` starts the server one talks to.
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from .backends import ENHANCERS, available, load_backend
-from .errors import StoryboardError, StoryreelError
+from .errors import StoryboardError, StoryreelError, UserError
 from .prompt_lock import LockEntry, PromptLock, text_sha256
 from .storyboard import Camera, EnhancerSettings
 
@@ -64,20 +69,48 @@ class EnhancedPrompt:
     model: str | None = None
 
 
-@runtime_checkable
-class Enhancer(Protocol):
-    """The enhancer contract. Implementations take ``EnhancerSettings`` in ``__init__``.
+class EnhancerServer(Protocol):
+    """A running server an enhancer talks to, as :meth:`Enhancer.serve` returns it."""
 
-    A backend may also set ``reproducible = True`` when the same shot always gives the same prompt
-    at no cost (the ``template`` and ``none`` backends): its prompts are then not written to the lock.
-    """
+    url: str  # the API base that goes into enhancer.url or --enhancer-url
+    models: list[str]  # the model ids it serves
+    log_path: Path  # where its output goes
 
-    name: str
-
-    def fingerprint(self) -> str:
-        """A stable hash of everything in the backend that decides its output (model, template, caps, sampling)."""
+    def wait(self) -> int:
+        """Block until the server exits; its exit code."""
         ...
 
+    def stop(self) -> None:
+        """Stop the server and every process it started."""
+        ...
+
+
+class Enhancer(abc.ABC):
+    """The enhancer contract: given shots in context, return prompts.
+
+    A backend subclasses this, sets ``name``, takes the storyboard's ``EnhancerSettings`` in
+    ``__init__`` and implements :meth:`fingerprint` and :meth:`enhance`; it is registered under the
+    ``storyreel.enhancers`` entry-point group. ``reproducible`` and :meth:`serve` are optional: what
+    is written here is what a backend that leaves them alone gets.
+    """
+
+    name: ClassVar[str]
+    """The name the backend is registered under; every prompt it writes records it as its source."""
+
+    reproducible: ClassVar[bool] = False
+    """True when the same shot always gives the same prompt, at no cost (the ``template`` and ``none``
+    backends). Such prompts are not written to the prompt lock unless one exists already: enhancing
+    again gives them back. False for a model, whose answers cost time and may change: each is locked
+    as it arrives."""
+
+    def __init__(self, settings: EnhancerSettings):
+        self.settings = settings
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A stable hash of everything in the backend that decides its output (model, template, caps, sampling)."""
+
+    @abc.abstractmethod
     def enhance(
         self,
         film: FilmContext,
@@ -85,7 +118,24 @@ class Enhancer(Protocol):
         on_result: Callable[[EnhancedPrompt], None] | None = None,
     ) -> list[EnhancedPrompt]:
         """One enhanced prompt per shot, in the order given; ``on_result`` hears of each as soon as it is ready."""
-        ...
+
+    @classmethod
+    def serve(
+        cls,
+        model: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        tensor_parallel_size: int | None = None,
+        max_model_len: int | None = None,
+    ) -> EnhancerServer:
+        """Start the server this backend talks to, serving ``model``, and return once it answers.
+
+        ``storyreel enhancer serve`` reaches it through :func:`serve_enhancer`. Every argument left
+        None takes the backend's own default; ``port=0`` picks a free port. A backend that talks to no
+        server of its own does not override this, and :func:`serve_enhancer` says so.
+        """
+        raise NotImplementedError(f"the {cls.name} enhancer starts no server")
 
 
 def available_enhancers() -> list[str]:
@@ -95,6 +145,69 @@ def available_enhancers() -> list[str]:
 def open_enhancer(name: str, settings: EnhancerSettings) -> Enhancer:
     cls = load_backend(ENHANCERS, name)
     return cls(settings)  # type: ignore[no-any-return]
+
+
+_NO_SERVER = vars(Enhancer)["serve"].__func__  # the contract's own serve, which starts nothing
+
+
+def can_serve(backend: type) -> bool:
+    """Whether an enhancer class starts a server of its own: it has a ``serve`` other than the contract's."""
+    serve = getattr(backend, "serve", None)
+    return callable(serve) and getattr(serve, "__func__", serve) is not _NO_SERVER
+
+
+def serve_enhancer(
+    backend: str = "vllm",
+    model: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tensor_parallel_size: int | None = None,
+    max_model_len: int | None = None,
+    note: Callable[[str], None] = lambda message: None,
+) -> EnhancerServer:
+    """Start the server that the enhancer ``backend`` talks to, and return it once it answers.
+
+    What ``storyreel enhancer serve`` runs. Arguments left None take the backend's own defaults
+    (docs/enhancer.md lists the vllm backend's). ``note`` hears that the server is starting, once
+    the backend is known to have one. Raises a ``UserError`` naming the enhancers that can serve
+    when ``backend`` cannot.
+
+    >>> server = serve_enhancer("vllm", "Qwen/Qwen2.5-7B-Instruct", port=0)  # doctest: +SKIP
+    >>> server.url, server.models  # doctest: +SKIP
+    ('http://127.0.0.1:41823/v1', ['Qwen/Qwen2.5-7B-Instruct'])
+    >>> server.stop()  # doctest: +SKIP
+    """
+    cls = load_backend(ENHANCERS, backend)
+    if not can_serve(cls):
+        servers = [name for name in available_enhancers() if name != backend and _serves(name)]
+        fix = (
+            f"choose one that does with --backend: {', '.join(servers)}"
+            if servers
+            else "no installed enhancer starts one"
+        )
+        raise UserError(
+            f"the {backend} enhancer talks to no server of its own, so there is none to start; {fix}"
+        )
+    note(
+        f"starting the {backend} enhancer's server for {model or 'its default model'} "
+        "(loading a large model takes minutes)..."
+    )
+    server: EnhancerServer = cls.serve(
+        model,
+        host=host,
+        port=port,
+        tensor_parallel_size=tensor_parallel_size,
+        max_model_len=max_model_len,
+    )
+    return server
+
+
+def _serves(name: str) -> bool:
+    try:
+        return can_serve(load_backend(ENHANCERS, name))
+    except StoryreelError:
+        return False  # a backend whose extra is missing cannot serve here either
 
 
 def film_context(board: Storyboard) -> FilmContext:
@@ -190,7 +303,7 @@ def enhance_film(
     if lock_path is not None:
         lock = PromptLock.load(lock_path, board.path.name if board.path else board.title)
         if write_lock is None:
-            write_lock = lock_path.exists() or not getattr(enhancer, "reproducible", False)
+            write_lock = lock_path.exists() or not enhancer.reproducible
     results: dict[str, ShotPrompt] = {}
     missing: list[ShotContext] = []
     for context in contexts:

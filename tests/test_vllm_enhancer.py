@@ -1,10 +1,10 @@
 """The LLM enhancers: `vllm` against a scripted OpenAI-compatible server and a real vLLM server, `vllm-offline`.
 
 Protocol, concurrency, caps and faults are asserted against `ScriptedOpenAI` (tests/scripted_openai.py),
-a loopback server whose every answer the test decides. The tests marked `vllm` talk to vLLM's own
-OpenAI server (CPU build) serving a tiny random-weight Qwen2 model from the venv that
-tests/vllm_env.sh builds; they skip, saying so, when that venv is absent (and fail instead when
-STORYREEL_REQUIRE_VLLM is set, as in CI). A random model writes gibberish, so those tests assert on
+a loopback server whose every answer the test decides. The tests marked `vllm` run vLLM's CPU build
+on a tiny random-weight Qwen2 model from the venv that tests/vllm_env.sh builds, as its OpenAI server
+and, for `vllm-offline`, in process; they skip, saying so, when that venv is absent (and fail instead
+when STORYREEL_REQUIRE_VLLM is set, as in CI). A random model writes gibberish, so those tests assert on
 what the protocol guarantees, never on prose.
 """
 
@@ -25,8 +25,6 @@ from scripted_openai import MODEL, Reply, ScriptedOpenAI
 
 from storyreel import Storyboard, plan_film
 from storyreel.enhance import EnhancedPrompt, ShotContext, film_context, shot_contexts
-from storyreel.errors import MissingExtra, UserError
-from storyreel.storyboard import EnhancerSettings
 from storyreel.enhancer.chat import (
     EnhancerAnswerUnusable,
     EnhancerError,
@@ -37,8 +35,11 @@ from storyreel.enhancer.clean import UnusableAnswer, clean_caption
 from storyreel.enhancer.serve import VLLMServer, serve, serve_command, start_server
 from storyreel.enhancer.vllm import VLLMEnhancer
 from storyreel.enhancer.vllm_offline import OfflineVLLMEnhancer
+from storyreel.errors import MissingExtra, UserError
+from storyreel.storyboard import EnhancerSettings
 
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 SWAN = "a graceful white swan with a curved neck and delicate feathers"
 
 
@@ -659,19 +660,34 @@ print(json.dumps({"prompts": [[p.shot_id, p.prompt, p.source] for p in prompts],
 """
 
 
+def storyreel_source_tree(root: Path) -> Path:
+    """storyreel laid out under ``root`` as it is installed (the core, and the enhancers as storyreel.enhancer).
+
+    The vLLM venv cannot install storyreel (their dependencies clash), so it imports it from here.
+    """
+    package = root / "storyreel"
+    package.mkdir(parents=True)
+    for entry in (REPO / "storyreel").iterdir():
+        if entry.name != "__pycache__":
+            (package / entry.name).symlink_to(entry)
+    (package / "enhancer").symlink_to(REPO / "enhancer")
+    return root
+
+
 @pytest.mark.vllm
-@pytest.mark.slow
 def test_the_offline_backend_answers_in_process_then_lets_the_engine_go(tmp_path: Path) -> None:
     venv = _vllm_venv()
-    # storyreel's own packages, as the vLLM venv sees them (storyreel's other dependencies clash with vLLM's).
-    (tmp_path / "storyreel").symlink_to(TESTS.parent / "storyreel")
-    (tmp_path / "storyreel.enhancer").symlink_to(TESTS.parent / "enhancer")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(storyreel_source_tree(tmp_path / "src")),
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", OFFLINE, str(venv / TINY_MODEL)],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,  # `-c` puts the working folder first on sys.path: not the checkout, whose storyreel/ is the core alone
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
