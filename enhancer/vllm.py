@@ -223,7 +223,7 @@ class VLLMEnhancer(ChatEnhancer):
         ``model`` defaults to SkyReels-V2's own prompt enhancer (``DEFAULT_MODEL``); the other arguments
         left None take that function's defaults, whose port is the one this backend calls when no URL is set.
         """
-        options = {
+        options: dict[str, Any] = {
             "host": host,
             "port": port,
             "tensor_parallel_size": tensor_parallel_size,
