@@ -56,7 +56,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +67,9 @@ import numpy as np
 from storyreel.errors import GenerationError, MissingExtra, ModelNotFound, UserError
 from storyreel.generate import (
     Clip,
+    Generator,
     GeneratorOptions,
+    OutOfMemory,
     ProgressCallback,
     ProgressEvent,
     ShotRequest,
@@ -369,7 +371,7 @@ class _Loaded:
     notes: list[str]
 
 
-class SkyReelsGenerator:
+class SkyReelsGenerator(Generator):
     """SkyReels-V2 through diffusers: weights loaded once per render, on the first shot."""
 
     name = "skyreels"
@@ -379,7 +381,7 @@ class SkyReelsGenerator:
 
     def __init__(self, options: GeneratorOptions):
         torch, diffusers = _import_stack()
-        self.options = options
+        super().__init__(options)
         self.device = _pick_device(torch, options.device)
         self.dtype = _pick_dtype(torch, options.dtype, self.device)
         self.diffusers_version = diffusers.__version__
@@ -397,7 +399,7 @@ class SkyReelsGenerator:
         return f"{device.type}/{_dtype_name(_pick_dtype(torch, options.dtype, device))}"
 
     @classmethod
-    def check_plan(cls, shots: list[ShotPlan], options: GeneratorOptions) -> None:
+    def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
         """Refuse, before any prompt is enhanced or model loaded, a render this model cannot run: a model
         that cannot be found, or shots a plain (non diffusion-forcing) pipeline cannot make."""
         model = find_model(options.model, options.base_dir)
@@ -409,35 +411,35 @@ class SkyReelsGenerator:
         """Whether the weights live on the CPU between uses (``offload``, or switched on by :meth:`enable_offload`)."""
         return self._offload
 
-    def enable_offload(self) -> None:
-        """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory."""
+    def enable_offload(self) -> bool:
+        """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory.
+        Returns False when they already are."""
         if self._offload:
-            return
+            return False
         self._offload = True
         if self._loaded is not None:
-            import torch
-
             pipeline = next(iter(self._loaded.pipelines.values()))  # they all share the same modules
             pipeline.to("cpu")  # offloading starts from weights on the CPU
             self._loaded.offload = self._place(pipeline)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self.release_memory()
+        return True
 
-    def __enter__(self) -> SkyReelsGenerator:
-        return self
+    def release_memory(self) -> None:
+        """Collect what a failed call left behind and return the accelerator's cached blocks to it."""
+        import gc
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         """Drop the pipelines and return the accelerator's cached memory."""
         if self._loaded is None:
             return
-        import torch
-
         self._loaded = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        self.release_memory()
 
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
         """Make the shot's ``request.frames`` new frames with the window schedule of its plan."""
@@ -446,7 +448,8 @@ class SkyReelsGenerator:
         shot = request.shot
         model = self._model_for(shot)
         check_runnable(shot, model.family)
-        loaded = self._load(model, shot.id, progress)
+        with _out_of_memory_reported(shot.id, self.device):
+            loaded = self._load(model, shot.id, progress)
         pipeline = loaded.pipelines[shot.mode]
         self._check_prompt_lengths(request, loaded)
         arguments = self._arguments(request, loaded)
@@ -460,7 +463,10 @@ class SkyReelsGenerator:
         hook = pipeline.transformer.register_forward_hook(watch.count_pass)
         started = time.perf_counter()
         try:
-            with _seeded_global_rng(torch, shot.seed, self.device):
+            with (
+                _seeded_global_rng(torch, shot.seed, self.device),
+                _out_of_memory_reported(shot.id, self.device),
+            ):
                 output = pipeline(**arguments, callback_on_step_end=watch.step).frames[0]
         finally:
             hook.remove()
@@ -623,6 +629,27 @@ class SkyReelsGenerator:
             )  # (1, overlap, 3, height, width) in [0, 1]
             arguments["num_frames"] = settings.overlap_history + shot.frames  # V2V counts the overlap in
         return arguments
+
+
+@contextmanager
+def _out_of_memory_reported(shot_id: str, device: torch.device) -> Iterator[None]:
+    """Turn the device running out of memory (torch's error, or an allocator's RuntimeError on other
+    devices) into the generator contract's OutOfMemory, so render() can make room and try again."""
+    import torch
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise OutOfMemory(f"shot '{shot_id}' ran out of {device.type} memory: {_first_line(exc)}") from exc
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        if "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        raise OutOfMemory(f"shot '{shot_id}' ran out of {device.type} memory: {_first_line(exc)}") from exc
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 # --- the workarounds -------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ released at the end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from .backends import GENERATORS, available, load_backend
 from .errors import GenerationError, UserError
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from .plan import ShotPlan
 
 
@@ -127,22 +130,76 @@ class GeneratorOptions:
     base_dir: Path | None = None  # folder that a relative model path is resolved against
 
 
-@runtime_checkable
-class Generator(Protocol):
-    """The generator contract. Implementations take ``GeneratorOptions`` in ``__init__``."""
+class OutOfMemory(GenerationError):
+    """A generator's report that a shot did not fit in its device's memory.
 
-    name: str
-    version: (
-        str  # part of every shot's cache key: change it whenever the same request would give other frames
-    )
+    A generator raises it from :meth:`Generator.generate` (with the device's own error as its cause) instead
+    of letting a library's exception escape; render() then frees what it can and retries the shot along its
+    degrade ladder (offloading, then smaller windows), so the core never needs to know the library.
+    """
 
+
+class Generator(ABC):
+    """The generator contract: given a :class:`ShotRequest`, return a :class:`Clip`.
+
+    A backend subclasses this, sets :attr:`name` and :attr:`version`, takes :class:`GeneratorOptions` in
+    ``__init__`` and implements :meth:`generate`. Everything else has a default that suits a generator with
+    no model (the animatic); a generator with weights on an accelerator overrides what applies to it.
+    Generators are context managers: ``with open_generator(name, options) as generator: ...`` closes them.
+    """
+
+    name: ClassVar[str]
+    #: Part of every shot's cache key: change it whenever the same request would give other frames.
+    version: ClassVar[str] = "1"
+
+    def __init__(self, options: GeneratorOptions):
+        self.options = options
+
+    @abstractmethod
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
-        """Make the shot's ``request.frames`` new frames."""
-        ...
+        """Make the shot's ``request.frames`` new frames. A shot that does not fit in the device's memory
+        raises :class:`OutOfMemory`."""
 
-    def close(self) -> None:
-        """Release models and memory."""
-        ...
+    def close(self) -> None:  # noqa: B027 - a default that does nothing, on purpose
+        """Release models and memory. The default has nothing to release."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def identity(cls, options: GeneratorOptions) -> str:
+        """What, besides the model and the request, decides the frames these options give (the device kind
+        and precision, say: a bf16 shot on a GPU is not the float32 shot a CPU makes). Part of every cache
+        key; called before anything is loaded. The default: nothing."""
+        return ""
+
+    @classmethod  # noqa: B027 - accepting every shot is the default
+    def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
+        """Refuse, before any prompt is enhanced or model loaded, shots these options cannot make (a model
+        that is not on this machine, a shot its pipeline cannot run), raising a UserError that says why.
+        The default accepts every shot."""
+
+    @classmethod
+    def reserved_bottom(cls, width: int, height: int) -> int:
+        """Rows at the bottom of a ``width`` x ``height`` frame this generator draws its own overlay on;
+        burned-in captions are placed above them. The default: none."""
+        return 0
+
+    @property
+    def offloading(self) -> bool:
+        """Whether the weights live off the accelerator between uses."""
+        return False
+
+    def enable_offload(self) -> bool:
+        """Keep the weights off the accelerator from now on, to make room; render() asks for this on the
+        first :class:`OutOfMemory`. Returns whether anything changed (the default cannot offload)."""
+        return False
+
+    def release_memory(self) -> None:  # noqa: B027 - nothing to release by default
+        """Return the memory a failed call left behind to the device, before the shot is tried again."""
 
 
 def available_generators() -> list[str]:
@@ -153,7 +210,8 @@ def open_generator(name: str, options: GeneratorOptions) -> Generator:
     """Import the generator registered as ``name`` and construct it."""
     cls = load_backend(GENERATORS, name)
     try:
-        return cls(options)  # type: ignore[no-any-return]
+        generator: Generator = cls(options)
+        return generator
     except UserError:
         raise
     except Exception as exc:

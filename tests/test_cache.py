@@ -27,9 +27,9 @@ from storyreel.cache import ShotCache, plan_gc
 from storyreel.cli import app
 from storyreel.errors import UserError
 from storyreel.generate import Clip, GeneratorOptions, ShotRequest
+from storyreel.generators.animatic import AnimaticGenerator
 from storyreel.manifest import Manifest
 from storyreel.rendering import RenderProgress
-from storyreel.generators.animatic import AnimaticGenerator
 
 from conftest import small_board
 
@@ -379,11 +379,16 @@ class Hungry(Recorder):
     def __init__(self, fits: int, needs_offload: bool = True, doomed: str | None = None):
         super().__init__()
         self.fits, self.needs_offload, self.doomed = fits, needs_offload, doomed
-        self.offloading = False
+        self.offloaded = False
         self.windows_tried: list[tuple[str, int, bool]] = []
 
-    def enable_offload(self) -> None:
-        self.offloading = True
+    @property
+    def offloading(self) -> bool:
+        return self.offloaded
+
+    def enable_offload(self) -> bool:
+        self.offloaded = True
+        return True
 
     def generate(self, request: ShotRequest, progress=None) -> Clip:  # type: ignore[no-untyped-def, override]
         base = request.shot.settings.base_num_frames

@@ -20,7 +20,14 @@ import numpy as np
 import pytest
 
 import storyreel
-from storyreel.generate import Clip, GeneratorOptions, ProgressCallback, ShotRequest, open_generator
+from storyreel.generate import (
+    Clip,
+    Generator,
+    GeneratorOptions,
+    ProgressCallback,
+    ShotRequest,
+    open_generator,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import REPO  # noqa: E402
@@ -39,17 +46,17 @@ REDRAWN: dict[str, str] = {
 }
 
 
-class Recording:
+class Recording(Generator):
     """A generator that hands every request to another one and keeps the digest of the frames it returns."""
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Generator):
+        super().__init__(inner.options)
         self.inner = inner
-        self.name = inner.name
-        self.version = inner.version
+        self.name = inner.name  # type: ignore[misc]
         self.frames: dict[str, str] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def reserved_bottom(self, width: int, height: int) -> int:  # type: ignore[override]
+        return self.inner.reserved_bottom(width, height)
 
     def generate(self, request: ShotRequest, progress: ProgressCallback) -> Clip:
         clip = self.inner.generate(request, progress)
@@ -58,12 +65,6 @@ class Recording:
 
     def close(self) -> None:
         self.inner.close()
-
-    def __enter__(self) -> Recording:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _sha(data: bytes) -> str:
@@ -80,7 +81,9 @@ def _board(path: Path) -> storyreel.Storyboard:
 
 
 def _tiny(board: storyreel.Storyboard) -> storyreel.Storyboard:
-    generation = storyreel.Generation.model_validate({**board.generation.model_dump(exclude_none=True), **TINY})
+    generation = storyreel.Generation.model_validate(
+        {**board.generation.model_dump(exclude_none=True), **TINY}
+    )
     return board.model_copy(update={"generation": generation})
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from storyreel.camera import shot_camera
 from storyreel.generate import (
     Clip,
-    GeneratorOptions,
+    Generator,
     ProgressCallback,
     ProgressEvent,
     ShotRequest,
@@ -31,7 +31,7 @@ FRAME_WORKERS = 4  # threads drawing pictures, at most (and no more than the mac
 BLEND_FRACTION = 1 / 3  # of a continuing shot, spent dissolving from the parent's last picture into the set
 
 
-class AnimaticGenerator:
+class AnimaticGenerator(Generator):
     """A previs of each shot: its framing, camera move, blocking, prompt and timecode, without a model.
 
     Same request, same frames, bit for bit. Set dressing is seeded by the scene id, so the shots of a
@@ -41,20 +41,10 @@ class AnimaticGenerator:
     name = "animatic"
     version = "2"  # bump when the drawing changes, so that cached shots are drawn again
 
-    def __init__(self, options: GeneratorOptions):
-        self.options = options  # nothing to load: the model, device and precision do not apply
+    # Nothing to load or release: the model, device and precision options do not apply.
 
-    def __enter__(self) -> AnimaticGenerator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    @staticmethod
-    def reserved_bottom(width: int, height: int) -> int:
+    @classmethod
+    def reserved_bottom(cls, width: int, height: int) -> int:
         """Rows at the bottom of each frame that the prompt bar covers; burned-in captions sit above them."""
         return Letterbox.for_frame(width, height).bottom
 
