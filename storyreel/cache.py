@@ -11,8 +11,16 @@ continuations. An entry is a folder named after the key::
 
 An entry is built in a private temporary folder and renamed into place only when complete, so a
 reader never sees half of one and two renders never corrupt each other: the first rename wins, the
-other copy is dropped. Every use re-checks the checksums; a damaged entry is reported, removed and
-the shot generated again, never assembled into a film.
+other copy is dropped. Every use re-checks the entry: ``entry.json`` must hold every field with its
+type, list exactly ``shot.mp4`` and ``tail.npz`` with checksums both files match, and describe the
+tail the archive really holds. Anything else is damage (a disk error, an interrupted copy, a hand
+edit): the entry is reported, removed and the shot generated again, never assembled into a film.
+
+``cache gc`` removes only what it is plainly asked to: entries unused for longer than a positive
+age, the least recently used beyond a positive size, or every entry with ``--all``; never those
+of the storyboards it is told to keep; and only folders shaped like entries (a two-hex-digit
+folder holding a folder named by a 64-hex-digit key), so a cache folder pointed at the wrong place
+loses nothing that storyreel did not write.
 
 The cache lives in ``$STORYREEL_CACHE``, else the user cache directory (``~/.cache/storyreel`` on
 Linux, ``~/Library/Caches/storyreel`` on macOS, ``%LOCALAPPDATA%\\storyreel`` on Windows).
@@ -22,11 +30,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,9 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import UMASK
+from .errors import UserError
 from .fingerprint import file_sha256
 
 ENTRY_VERSION = 1
+ENTRY_FILES = ("shot.mp4", "tail.npz")  # what every entry holds besides entry.json
+_KEY = re.compile(r"[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_cache_dir() -> Path:
@@ -94,6 +109,88 @@ class CacheDamaged(Exception):
     """An entry failed its checks; the message says how."""
 
 
+# The type each entry.json field must have. A hand-edited or half-written entry.json is damage, and
+# checking types here keeps a string where a number belongs from failing later, inside a render.
+_TEXT, _COUNT, _NUMBER = (str,), (int,), (int, float)
+_OPTIONAL_TEXT = (str, type(None))
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "key": _TEXT,
+    "shot_id": _TEXT,
+    "storyboard": _OPTIONAL_TEXT,
+    "generator": _TEXT,
+    "model": _OPTIONAL_TEXT,
+    "frames": _COUNT,
+    "width": _COUNT,
+    "height": _COUNT,
+    "fps": _COUNT,
+    "tail_frames": _COUNT,
+    "dit_passes": _COUNT,
+    "seconds_generating": _NUMBER,
+    "created": _NUMBER,
+    "files": (dict,),
+    "used_by": (list,),
+    "version": _COUNT,
+    "info": (dict,),
+}
+
+
+def read_entry(folder: Path) -> EntryInfo:
+    """``folder``'s entry.json, checked for shape (every field, its type, exactly the files an entry holds).
+
+    Cheap: no file is hashed. :meth:`ShotCache.get` adds the checksums before anything is used.
+    Raises :class:`CacheDamaged` saying what is wrong.
+    """
+    try:
+        raw = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheDamaged(f"entry.json unreadable: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CacheDamaged("entry.json is not a JSON object")
+    missing = sorted(set(_ENTRY_TYPES) - set(raw))
+    unknown = sorted(set(raw) - set(_ENTRY_TYPES))
+    if missing or unknown:
+        raise CacheDamaged(
+            "entry.json "
+            + "; ".join(
+                part
+                for part in (
+                    f"lacks {', '.join(missing)}" if missing else "",
+                    f"has unknown fields {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+        )
+    for name, types in _ENTRY_TYPES.items():
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, types):  # bool is an int to Python, not here
+            raise CacheDamaged(f"entry.json field {name} is {value!r}, not a {types[0].__name__}")
+        if (types is _COUNT and value < 0) or (types is _NUMBER and not math.isfinite(value)):
+            raise CacheDamaged(f"entry.json field {name} is {value!r}")
+    files = raw["files"]
+    if sorted(files) != sorted(ENTRY_FILES):
+        raise CacheDamaged(
+            f"entry.json lists the files {sorted(files)}; an entry holds exactly {list(ENTRY_FILES)}"
+        )
+    if not all(isinstance(digest, str) and _SHA256.fullmatch(digest) for digest in files.values()):
+        raise CacheDamaged("entry.json holds a checksum that is not a sha256")
+    if not all(isinstance(user, str) for user in raw["used_by"]):
+        raise CacheDamaged("entry.json field used_by is not a list of storyboard paths")
+    return EntryInfo(**raw)
+
+
+def _tail_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and type of the frames in a tail archive, read from the array header only."""
+    with zipfile.ZipFile(path) as archive, archive.open("frames.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"unknown array format {version}")
+    return shape, dtype
+
+
 class ShotCache:
     """The shots folder of a cache root. ``warn`` hears about damaged entries and failed writes."""
 
@@ -126,19 +223,26 @@ class ShotCache:
         return entry
 
     def _verify(self, folder: Path, key: str) -> EntryInfo:
-        try:
-            raw = json.loads((folder / "entry.json").read_text(encoding="utf-8"))
-            info = EntryInfo(**raw)
-        except (OSError, ValueError, TypeError) as exc:
-            raise CacheDamaged(f"entry.json unreadable: {exc}") from exc
+        info = read_entry(folder)
         if info.key != key or info.version != ENTRY_VERSION:
             raise CacheDamaged("entry.json belongs to another key or format")
-        for name, digest in info.files.items():
+        for name in ENTRY_FILES:
             path = folder / name
             if not path.is_file():
                 raise CacheDamaged(f"{name} is missing")
-            if file_sha256(path) != digest:
+            if file_sha256(path) != info.files[name]:
                 raise CacheDamaged(f"{name} does not match its checksum")
+        # The archive is the one that was written; entry.json must also say truly what it holds, since a
+        # continuing shot trusts tail_frames to hold the frames it is conditioned on.
+        try:
+            shape, dtype = _tail_header(folder / "tail.npz")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise CacheDamaged(f"tail.npz unreadable: {exc}") from exc
+        if shape != (info.tail_frames, info.height, info.width, 3) or dtype != np.uint8:
+            raise CacheDamaged(
+                f"tail.npz holds {dtype} frames of shape {shape} but entry.json describes "
+                f"{info.tail_frames} frames of {info.width}x{info.height}"
+            )
         return info
 
     def _touch(self, entry: CachedShot, used_by: str | None) -> None:
@@ -193,21 +297,32 @@ class ShotCache:
     # --- housekeeping -----------------------------------------------------------------------------------------
 
     def entries(self) -> Iterator[tuple[Path, EntryInfo | None, int, float]]:
-        """(folder, info or None when unreadable, bytes, last used as a timestamp) of every entry."""
+        """(folder, info or None when damaged, bytes, last used as a timestamp) of every entry.
+
+        Only folders shaped like entries are listed (``<2 hex digits>/<64 hex digits>``, the key starting
+        with its folder's digits): anything else in the folder was not written by storyreel and is left
+        alone by every command. Files are not hashed here; see :func:`read_entry`.
+        """
         if not self.shots.is_dir():
             return
         for prefix in sorted(self.shots.iterdir()):
-            if not prefix.is_dir() or prefix.name.startswith("."):
+            if not re.fullmatch(r"[0-9a-f]{2}", prefix.name) or not prefix.is_dir() or prefix.is_symlink():
                 continue
             for folder in sorted(prefix.iterdir()):
-                if folder.name.startswith("."):  # being removed
-                    continue
-                size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+                if not (_KEY.fullmatch(folder.name) and folder.name.startswith(prefix.name)):
+                    continue  # not an entry; folders being removed start with a dot
                 try:
-                    info: EntryInfo | None = EntryInfo(**json.loads((folder / "entry.json").read_text()))
-                except (OSError, ValueError, TypeError):
+                    if not folder.is_dir() or folder.is_symlink():
+                        continue
+                    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+                    used = folder.stat().st_mtime
+                except OSError:  # removed while we looked
+                    continue
+                try:
+                    info: EntryInfo | None = read_entry(folder)
+                except CacheDamaged:
                     info = None
-                yield folder, info, size, folder.stat().st_mtime
+                yield folder, info, size, used
 
     def abandoned(self, older_than: float = 3600.0) -> list[Path]:
         """Staging and half-removed folders left by processes that were killed (older than ``older_than`` seconds)."""
@@ -237,11 +352,54 @@ def _write_json(path: Path, document: dict[str, object]) -> None:
     write_text_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
+_STORYBOARD_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
+_FORMAT_KEY = re.compile(rb"^storyreel[ \t]*:", re.MULTILINE)
+
+
+def kept_storyboards(paths: list[str | Path]) -> set[str]:
+    """The storyboards ``cache gc`` must keep the shots of, as entries record them (resolved paths).
+
+    Each must be an existing storyboard file: a path that is mistyped, a folder or another file (a
+    prompt lock, a film) would protect nothing, and the shots the user meant to keep would go. Raises
+    :class:`~storyreel.errors.UserError` naming every path that is not one.
+    """
+    problems = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            problems.append(f"{path}: no such file; check the path of the storyboard to keep")
+        elif not path.is_file():
+            problems.append(f"{path}: not a file; name each storyboard to keep, e.g. films/story.yaml")
+        elif path.name.endswith((".lock.yaml", ".lock.yml")):
+            problems.append(f"{path}: a prompt lock, not a storyboard; name the storyboard beside it instead")
+        elif not path.name.endswith(_STORYBOARD_SUFFIXES):
+            problems.append(
+                f"{path}: not a storyboard (they end in .yaml, .yml or .yaml.j2); name the storyboard to keep"
+            )
+        else:
+            try:
+                with open(path, "rb") as stream:
+                    head = stream.read(1 << 20)
+            except OSError as exc:
+                problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
+                continue
+            if not _FORMAT_KEY.search(head):
+                problems.append(
+                    f"{path}: no `storyreel:` line, so it is not a storyboard; name the storyboard to keep"
+                )
+    if problems:
+        raise UserError("nothing was removed: every storyboard to keep must exist\n" + "\n".join(problems))
+    return {str(Path(path).resolve()) for path in paths}
+
+
 @dataclass(frozen=True)
 class GcPlan:
+    """What ``cache gc`` removes, what it keeps, and why."""
+
     remove: list[tuple[Path, EntryInfo | None, int]]
     keep_bytes: int
     kept_in_use: int
+    damaged: int = 0
 
 
 def plan_gc(
@@ -253,17 +411,35 @@ def plan_gc(
     everything: bool = False,
 ) -> GcPlan:
     """What ``cache gc`` removes: damaged entries, entries unused for ``older_than`` seconds, then the least
-    recently used until the cache fits in ``max_bytes``; never entries used by a storyboard in ``protect``
-    (unless ``everything``)."""
+    recently used until the cache fits in ``max_bytes``, or with ``everything`` every entry; never entries
+    used by a storyboard in ``protect`` (resolved paths, see :func:`kept_storyboards`).
+
+    ``older_than`` and ``max_bytes`` must be positive and finite: zero or less would remove every shot by
+    accident, and removing every shot is asked for with ``everything``. Raises UserError otherwise.
+    """
+    if older_than is not None and not (math.isfinite(older_than) and older_than > 0):
+        raise UserError(
+            f"an age of {older_than} seconds would remove every cached shot; give a positive age, "
+            "or remove every shot on purpose with everything=True (storyreel cache gc --all)"
+        )
+    if max_bytes is not None and not max_bytes >= 1:
+        raise UserError(
+            f"a size of {max_bytes} bytes would remove every cached shot; give a positive size, "
+            "or remove every shot on purpose with everything=True (storyreel cache gc --all)"
+        )
     protect = protect or set()
     now = time.time()
     rows = sorted(cache.entries(), key=lambda row: row[3])  # least recently used first
     remove: list[tuple[Path, EntryInfo | None, int]] = []
     keep: list[tuple[Path, EntryInfo | None, int]] = []
-    kept_in_use = 0
+    kept_in_use = damaged = 0
     for folder, info, size, used in rows:
-        in_use = info is not None and bool(protect.intersection(info.used_by))
-        if everything or info is None or (older_than is not None and now - used > older_than and not in_use):
+        if info is None:  # damaged: no render can use it, whoever made it
+            remove.append((folder, info, size))
+            damaged += 1
+            continue
+        in_use = bool(protect.intersection(info.used_by))
+        if not in_use and (everything or (older_than is not None and now - used > older_than)):
             remove.append((folder, info, size))
         else:
             keep.append((folder, info, size))
@@ -278,4 +454,4 @@ def plan_gc(
             keep.remove(row)
             remove.append(row)
             total -= row[2]
-    return GcPlan(remove, total, kept_in_use)
+    return GcPlan(remove, total, kept_in_use, damaged)

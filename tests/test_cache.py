@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -509,3 +510,253 @@ def test_a_skyreels_chain_resumed_after_an_interruption_is_bit_identical(write_s
         )
     finally:
         torch.set_num_threads(threads)
+
+
+# --- gc removes only what it is plainly asked to ---------------------------------------------------------------
+
+
+def listing(root: Path) -> list[tuple[str, int, int]]:
+    """Every file and folder under ``root`` with its size and modification time: what gc may not change."""
+    rows = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            stat = path.lstat()
+            rows.append((str(path.relative_to(root)), stat.st_size if name in files else 0, stat.st_mtime_ns))
+    return sorted(rows)
+
+
+@pytest.fixture(scope="module")
+def rendered_films(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Two storyboards rendered once for the module into a cache of their own (four shots each)."""
+    folder = tmp_path_factory.mktemp("films")
+    story = folder / "story.yaml"
+    story.write_text(yaml.safe_dump(small_board()))
+    other = folder / "other.yaml"
+    other.write_text(yaml.safe_dump({**small_board(), "title": "Other", "style": "noir"}))
+    for board in (story, other):
+        storyreel.render(board, out=folder / board.stem, cache_dir=folder / "cache")
+    return story, other, folder / "cache"
+
+
+@pytest.fixture
+def two_films(rendered_films: tuple[Path, Path, Path], shot_cache: Path) -> tuple[Path, Path]:
+    """The two storyboards with a copy of their cache as the test's cache, every entry last used 40 days ago."""
+    story, other, cache = rendered_films
+    shutil.copytree(cache, shot_cache, dirs_exist_ok=True)
+    old = time.time() - 40 * 86400
+    for entry in entries(shot_cache):
+        os.utime(entry, (old, old))
+    return story, other
+
+
+REFUSED_GC = [
+    (["--max-size", "-5G"], "a size of zero or less would remove every cached shot"),
+    (["--max-size", "0"], "a size of zero or less would remove every cached shot"),
+    (["--max-size", "0G"], "a size of zero or less would remove every cached shot"),
+    (["--max-size", "0.1B"], "less than one byte"),
+    (["--older-than", "-1d"], "an age of zero or less would remove every cached shot"),
+    (["--older-than", "0"], "an age of zero or less would remove every cached shot"),
+    (["--older-than", "0s"], "an age of zero or less would remove every cached shot"),
+    (["--max-size", "banana"], "'banana' is not a number with a unit"),
+    (["--older-than", "banana"], "'banana' is not a number with a unit"),
+    (["--max-size", "inf"], "'inf' is not a finite number"),
+    (["--older-than", "inf"], "'inf' is not a finite number"),
+    (["--older-than", "nan"], "'nan' is not a finite number"),
+    (["--max-size", "50"], "'50' has no unit"),  # 50 bytes, or 50G?
+    (["--older-than", "30"], "'30' has no unit"),  # 30 seconds, or 30 days?
+    (["--older-than", "6m"], "'m' could mean minutes or months; write 6min or 6mo"),
+    (["--max-size", "5X"], "unknown unit 'X'"),
+    (["--older-than", "3q"], "unknown unit 'q'"),
+    (["--max-size", ""], "'' is not a number with a unit"),
+    (["--all", "--max-size", "-1G"], "a size of zero or less"),
+    (["--all", "missing.yaml"], "missing.yaml: no such file"),
+    (["--older-than", "30d", "{story}", "missing.yaml"], "missing.yaml: no such file"),
+    (["--all", "{folder}"], "not a file"),
+    (["--all", "{lock}"], "a prompt lock, not a storyboard"),
+    (["--all", "{film}"], "not a storyboard"),
+    (["--all", "{notes}"], "no `storyreel:` line"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), REFUSED_GC, ids=[" ".join(a) for a, _ in REFUSED_GC])
+def test_gc_refuses_what_was_not_plainly_asked_and_touches_nothing(
+    two_films: tuple[Path, Path], shot_cache: Path, tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    story, _ = two_films
+    (tmp_path / "story.lock.yaml").write_text("storyreel_lock: 1\n")
+    (tmp_path / "notes.yaml").write_text("todo: buy film\n")
+    (tmp_path / "film.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
+    places = {
+        "story": story,
+        "folder": tmp_path,
+        "lock": tmp_path / "story.lock.yaml",
+        "film": tmp_path / "film.mp4",
+        "notes": tmp_path / "notes.yaml",
+    }
+    arguments = [a.format(**{k: str(v) for k, v in places.items()}) for a in arguments]
+    before = listing(shot_cache)
+    result = CliRunner().invoke(app, ["cache", "gc", *arguments, "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert listing(shot_cache) == before
+
+
+def test_refusing_zero_says_how_to_remove_everything_on_purpose(two_films, shot_cache: Path) -> None:
+    result = CliRunner().invoke(app, ["cache", "gc", "--max-size", "0", "--cache-dir", str(shot_cache)])
+    assert "nothing was removed" in result.output and "storyreel cache gc --all" in result.output
+    result = CliRunner().invoke(app, ["cache", "gc", "--all", "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 0 and "removed 8 shot(s)" in result.output and entries(shot_cache) == []
+
+
+def test_ages_read_as_people_write_them(two_films, shot_cache: Path) -> None:
+    story, _ = two_films
+    ancient = time.time() - 400 * 86400
+    for entry in entries(shot_cache)[:3]:
+        os.utime(entry, (ancient, ancient))
+    runner = CliRunner()
+    for unused in ("2y", "1000 days", "60w", "14mo"):  # longer than anything was unused: nothing goes
+        result = runner.invoke(app, ["cache", "gc", "--older-than", unused, "--cache-dir", str(shot_cache)])
+        assert result.exit_code == 0 and "removed 0 shot(s)" in result.output, (unused, result.output)
+    result = runner.invoke(app, ["cache", "gc", "--older-than", "1y", "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 0 and "removed 3 shot(s)" in result.output
+    result = runner.invoke(app, ["cache", "gc", "--older-than", "1.5 weeks", "--cache-dir", str(shot_cache)])
+    assert "removed 5 shot(s)" in result.output and entries(shot_cache) == []
+
+
+def test_all_keeps_the_shots_of_the_storyboards_named(two_films, shot_cache: Path, tmp_path: Path) -> None:
+    story, other = two_films
+    result = CliRunner().invoke(app, ["cache", "gc", "--all", str(story), "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 0, result.output
+    assert "removed 4 shot(s)" in result.output and "(4 used by the storyboards given)" in result.output
+    recorder = Recorder()
+    storyreel.render(story, out=tmp_path / "again", generator=recorder)
+    assert recorder.generated == []  # every shot of the kept storyboard is still there
+    storyreel.render(other, out=tmp_path / "other-again", generator=(other_recorder := Recorder()))
+    assert len(other_recorder.generated) == 4
+
+
+def test_max_size_never_removes_a_kept_storyboards_shots(two_films, shot_cache: Path) -> None:
+    story, _ = two_films
+    result = CliRunner().invoke(
+        app, ["cache", "gc", "--max-size", "1K", str(story), "--cache-dir", str(shot_cache)]
+    )
+    assert result.exit_code == 0 and "removed 4 shot(s)" in result.output
+    kept = {json.loads((e / "entry.json").read_text())["storyboard"] for e in entries(shot_cache)}
+    assert kept == {str(story.resolve())}
+
+
+def test_gc_leaves_alone_what_storyreel_did_not_write(two_films, shot_cache: Path) -> None:
+    strangers = [
+        shot_cache / "shots" / "notes" / "todo.txt",
+        shot_cache / "shots" / "ab" / "not-a-key" / "film.mp4",
+        shot_cache
+        / "shots"
+        / "ab"
+        / ("cd" + "0" * 62)
+        / "x.bin",  # a key that does not start with its folder
+        shot_cache / "holiday.mp4",
+    ]
+    for stranger in strangers:
+        stranger.parent.mkdir(parents=True, exist_ok=True)
+        stranger.write_bytes(b"mine")
+    result = CliRunner().invoke(app, ["cache", "gc", "--all", "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 0 and "removed 8 shot(s)" in result.output
+    assert all(stranger.read_bytes() == b"mine" for stranger in strangers)
+
+
+# --- an entry is trusted only when entry.json says exactly what it holds -------------------------------------------
+
+
+def _edit_entry(folder: Path, **changes: Any) -> None:
+    info = json.loads((folder / "entry.json").read_text())
+    info.update(changes)
+    (folder / "entry.json").write_text(json.dumps(info))
+
+
+def _truncate_mp4(folder: Path) -> None:
+    (folder / "shot.mp4").write_bytes((folder / "shot.mp4").read_bytes()[:500])
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda e: (_edit_entry(e, files={}), _truncate_mp4(e)),
+        lambda e: (
+            _edit_entry(
+                e, files={"shot.mp4": json.loads((e / "entry.json").read_text())["files"]["shot.mp4"]}
+            ),
+            (e / "tail.npz").unlink(),
+        ),  # fmt: skip
+        lambda e: _edit_entry(
+            e, files={**json.loads((e / "entry.json").read_text())["files"], "extra.bin": "0" * 64}
+        ),  # fmt: skip
+        lambda e: _edit_entry(e, files=["shot.mp4", "tail.npz"]),
+        lambda e: _edit_entry(e, tail_frames=40),  # a continuation would trust it to hold 40 frames
+        lambda e: _edit_entry(e, tail_frames="17"),
+        lambda e: _edit_entry(e, frames=True),
+        lambda e: _edit_entry(e, used_by="story.yaml"),
+        lambda e: (e / "entry.json").write_text("[]"),
+    ],
+    ids=[
+        "no-files-listed",
+        "tail-not-listed",
+        "extra-file-listed",
+        "files-not-a-mapping",
+        "tail-frames-wrong",
+        "tail-frames-a-string",
+        "frames-a-boolean",
+        "used-by-not-a-list",
+        "not-an-object",
+    ],
+)
+def test_an_edited_entry_json_is_damage_reported_and_regenerated(
+    write_story, tmp_path: Path, shot_cache: Path, tamper: Any
+) -> None:
+    story = write_story(small_board())
+    first = storyreel.render(story, out=tmp_path / "a")
+    # `dip` is continued by `rise`: its tail is read too
+    dip = next(e for e in entries(shot_cache) if e.name == first.shot("dip").cache_key)
+    tamper(dip)
+    notes, recorder = Notes(), Recorder()
+    second = storyreel.render(story, out=tmp_path / "b", generator=recorder, progress=notes)
+    assert recorder.generated == ["dip"]
+    assert any(f"cache entry {dip.name[:12]} is damaged" in n for n in notes.notes), notes.notes
+    assert second.shot("dip").cached is False and second.shot("rise").cached is True
+    assert np.array_equal(film_frames(tmp_path / "a" / "film.mp4"), film_frames(tmp_path / "b" / "film.mp4"))
+    assert ShotCache(shot_cache).get(dip.name) is not None  # made again, whole
+
+
+def test_an_entry_listing_no_files_no_longer_breaks_the_film(
+    write_story, tmp_path: Path, shot_cache: Path
+) -> None:
+    """Trusting such an entry copied its truncated shot into the film: assembly failed, and the fix it suggested
+    (render --only the shot) reused the same entry again."""
+    story = write_story(small_board())
+    first = storyreel.render(story, out=tmp_path / "a")
+    glide = next(e for e in entries(shot_cache) if e.name == first.shot("glide").cache_key)
+    _edit_entry(glide, files={})
+    _truncate_mp4(glide)
+    listed = CliRunner().invoke(app, ["cache", "ls", "--cache-dir", str(shot_cache)])
+    assert listed.exit_code == 0 and listed.output.count("damaged") == 1
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreel.cli", "render", str(story), "--out", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STORYREEL_CACHE": str(shot_cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cache entry {glide.name[:12]} is damaged" in result.stderr
+    assert np.array_equal(film_frames(tmp_path / "a" / "film.mp4"), film_frames(tmp_path / "b" / "film.mp4"))
+
+
+def test_gc_removes_damaged_entries_and_says_so(two_films, shot_cache: Path) -> None:
+    story, _ = two_films
+    now = time.time()
+    for entry in entries(shot_cache):
+        os.utime(entry, (now, now))  # all recently used
+    damaged = entries(shot_cache)[0]
+    _edit_entry(damaged, files={})
+    result = CliRunner().invoke(app, ["cache", "gc", "--older-than", "30d", "--cache-dir", str(shot_cache)])
+    assert result.exit_code == 0 and "removed 1 shot(s)" in result.output and "(1 damaged)" in result.output
+    assert not damaged.exists() and len(entries(shot_cache)) == 7
