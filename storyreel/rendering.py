@@ -579,7 +579,7 @@ class _RenderFolderLock:
             import fcntl
         except ImportError:  # Windows: no advisory locks; renders there are not guarded
             return
-        while True:
+        for _ in range(100):  # each retry means another render finished meanwhile: this ends quickly
             handle = open(self.path, "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -601,6 +601,11 @@ class _RenderFolderLock:
             if current is not None and os.path.samestat(os.fstat(handle.fileno()), current):
                 break
             handle.close()  # the render that held it removed the file meanwhile: lock the one there now
+        else:
+            raise UserError(
+                f"could not lock {self.path}: it was replaced 100 times while storyreel tried; the file system "
+                "may not support locks (fix: render into a folder on a local disk with --out)"
+            )
         self.handle = handle
         with writing(self.path):
             handle.seek(0)
