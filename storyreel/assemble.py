@@ -27,6 +27,7 @@ only here, when a film is actually assembled.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -38,11 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import temporary_beside, write_text_atomic
+from .atomic import temporary_beside, write_text_atomic, writing
 from .errors import AssemblyError, UserError
 
 SHOT_CRF = 16  # near-transparent for generated footage; the shots are the masters a film is cut from
 FILM_CRF = 18
+# The same frames must give the same file, every time. x264's frame threads are deterministic; its
+# lookahead thread is not: it decides frame types and macroblock-tree offsets from however many frames
+# have come through the pipe when it runs, so at 960x544 one film came out as three different bitstreams
+# (and decoded pictures) in six runs. `sync-lookahead=0` makes those decisions in step with the frames
+# written and keeps the frame threads; a fixed thread count keeps the bytes from depending on how many
+# cores the machine (or its container) has. `-threads 1` is deterministic too, but gives up every core
+# but one: for that 395-frame 540P film on two busy cores it took 9.0 s against 5.7 s for these settings
+# and 5.3 s for x264's own (benchmarks/film_encode.py; the gap grows with the cores).
+X264_DETERMINISTIC = ("-threads", "8", "-x264-params", "sync-lookahead=0")
 AUDIO_RATE = 44100
 AUDIO_BITRATE = "192k"
 CAPTION_FONTS = (
@@ -121,18 +131,45 @@ def ffmpeg_exe() -> str:
     return str(FFMPEG_BINARY)
 
 
-def _run_ffmpeg(args: list[str], what: str) -> str:
-    """Run ffmpeg to completion; return its log, or raise AssemblyError with the log's tail."""
+def _run_ffmpeg(args: list[str], what: str, writing: Path | None = None) -> str:
+    """Run ffmpeg to completion; return its log. When it fails writing ``writing`` for a reason of the
+    machine's (a full disk, no permission), raise that as an OSError; else AssemblyError with the log's tail."""
     result = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, text=True, errors="replace"
     )
     if result.returncode != 0:
+        if writing is not None:
+            _raise_os_reason(result.stderr, writing)
         raise AssemblyError(f"ffmpeg failed while {what}:\n{_tail(result.stderr)}")
     return result.stderr
 
 
 def _tail(log: str, lines: int = 12) -> str:
     return "\n".join(log.strip().splitlines()[-lines:])
+
+
+# What the operating system can answer a write with, as ffmpeg prints it (strerror's words).
+_WRITE_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EIO,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+)
+
+
+def _raise_os_reason(log: str, path: Path) -> None:
+    """Raise OSError naming ``path`` if ffmpeg's ``log`` says the operating system refused a write (a full
+    disk shows as "No space left on device" somewhere above the encoder's statistics)."""
+    for line in log.splitlines():
+        for code in _WRITE_ERRNOS:
+            if os.strerror(code) in line:
+                raise OSError(code, os.strerror(code), str(path))
 
 
 class VideoWriter:
@@ -174,6 +211,7 @@ class VideoWriter:
                 "medium",
                 "-crf",
                 str(crf),
+                *X264_DETERMINISTIC,
                 "-pix_fmt",
                 "yuv420p",
                 "-movflags",
@@ -213,9 +251,12 @@ class VideoWriter:
         self.log.close()
         if code != 0 or self.frames == 0:
             self.partial.unlink(missing_ok=True)
+            if code != 0:
+                _raise_os_reason(log, self.path)
             reason = _tail(log) if code != 0 else "no frames were written"
             raise AssemblyError(f"could not write {self.path}: {reason}")
-        os.replace(self.partial, self.path)
+        with writing(self.path):
+            os.replace(self.partial, self.path)
         return self.path
 
     def abort(self) -> None:
@@ -569,12 +610,16 @@ def _mux_audio(video: Path, bed: AudioBed, seconds: float, out: Path) -> None:
     """Lay the music bed under ``video``: looped or trimmed to ``seconds``, at its volume, faded; AAC."""
     from moviepy import AudioFileClip, afx
 
+    from .assets import check_asset
+
     try:
         music = AudioFileClip(str(bed.path), fps=AUDIO_RATE)
     except Exception as exc:
+        # Checked when the storyboard loaded; a file that broke since is described by the same check.
+        trouble = check_asset("music", bed.path, str(bed.path))
+        message, fix = (trouble.message, trouble.fix) if trouble else (f"'{bed.path}' cannot be read", "")
         raise UserError(
-            f"{bed.path}: cannot read the music file ({type(exc).__name__}: {exc}); "
-            "fix: point audio.music at an audio file ffmpeg can read (mp3, wav, m4a, flac, ogg)"
+            f"{message}; fix: {fix or 'point audio.music at an audio file (mp3, wav, m4a, flac, ogg)'}"
         ) from exc
     audio_path = temporary_beside(out, ".m4a")
     try:
@@ -590,14 +635,20 @@ def _mux_audio(video: Path, bed: AudioBed, seconds: float, out: Path) -> None:
         if bed.fade_out > 0:
             effects.append(afx.AudioFadeOut(min(bed.fade_out, seconds)))
         music = music.with_effects(effects)
-        music.write_audiofile(
-            str(audio_path),
-            fps=AUDIO_RATE,
-            codec="aac",
-            bitrate=AUDIO_BITRATE,
-            ffmpeg_params=["-f", "mp4"],
-            logger=None,
-        )
+        try:
+            music.write_audiofile(
+                str(audio_path),
+                fps=AUDIO_RATE,
+                codec="aac",
+                bitrate=AUDIO_BITRATE,
+                ffmpeg_params=["-f", "mp4"],
+                logger=None,
+            )
+        except OSError as exc:  # moviepy's message is ffmpeg's whole log: keep the reason, name the film
+            _raise_os_reason(str(exc), out)
+            raise AssemblyError(
+                f"ffmpeg failed while encoding the music bed for {out.name}: {_tail(str(exc), 3)}"
+            ) from None
         partial = temporary_beside(out)
         try:
             _run_ffmpeg(
@@ -622,6 +673,7 @@ def _mux_audio(video: Path, bed: AudioBed, seconds: float, out: Path) -> None:
                     str(partial),
                 ],  # fmt: skip
                 f"adding the music bed to {out.name}",
+                writing=out,
             )
             os.replace(partial, out)
         finally:

@@ -1,6 +1,7 @@
 """The ``storyreel`` command. Each command parses its arguments and makes one library call.
 
-Exit codes: 0 ok, 1 the user's input is wrong (a message, no traceback), 2 internal failure.
+Exit codes: 0 ok; 1 the user's input or the machine's state is wrong (a message naming what, where and
+why, no traceback); 2 a bug in storyreel; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import StoryreelError
+from .errors import MachineError, StoryreelError
 
 app = typer.Typer(
     name="storyreel",
@@ -47,7 +48,7 @@ Vars = Annotated[
 
 EnhancerName = Annotated[
     str | None,
-    typer.Option(help="prompt enhancer: none, template, vllm, ... [default: the storyboard's]"),
+    typer.Option(help="prompt enhancer: none, template, vllm, ...", show_default="the storyboard's"),
 ]
 EnhancerUrl = Annotated[
     str | None,
@@ -71,14 +72,20 @@ RefreshPrompts = Annotated[
 CacheDir = Annotated[
     Path | None,
     typer.Option(
-        "--cache-dir", envvar="STORYREEL_CACHE", help="shot cache folder [default: the user cache folder]"
+        "--cache-dir",
+        envvar="STORYREEL_CACHE",
+        help="shot cache folder",
+        show_default="the user cache folder",
     ),
 ]
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Print expected errors as messages (exit 1, or 2 for internal ones); never a traceback unless asked."""
+def _errors(interrupted: str = "") -> Iterator[None]:
+    """Print expected errors as messages (exit 1, or 2 for internal ones); never a traceback unless asked.
+
+    ``interrupted`` says, after Ctrl-C, what was kept and how to go on (it differs per command).
+    """
     global _internal_failure
     try:
         yield
@@ -89,13 +96,16 @@ def _errors() -> Iterator[None]:
             _internal_failure = True
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err.print(
-            "[yellow]interrupted[/]: every finished shot is saved in the shot cache; "
-            "run the same command again to resume from there"
-        )
+        err.print("[yellow]interrupted[/]" + (f": {escape(interrupted)}" if interrupted else ""))
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
+    except OSError as exc:
+        # The library names the path of what it could not read or write; one that slipped through is still the
+        # machine's state (a permission, a full disk), not a bug.
+        message = str(MachineError.from_os_error(exc, doing="use"))
+        err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        raise typer.Exit(1) from None
     except Exception as exc:
         _internal_failure = True
         err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
@@ -131,11 +141,12 @@ def _main(
 def render(
     story: Story,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="render folder [default: ./renders/<storyboard stem>/]")
+        Path | None,
+        typer.Option("--out", help="render folder", show_default="./renders/<storyboard stem>/"),
     ] = None,
     generator: Annotated[
         str | None,
-        typer.Option(help="generator backend [default: skyreels when a model is set, else animatic]"),
+        typer.Option(help="generator backend", show_default="skyreels when a model is set, else animatic"),
     ] = None,
     model: Annotated[
         str | None,
@@ -159,10 +170,10 @@ def render(
     cache_dir: CacheDir = None,
     device: Annotated[
         str | None,
-        typer.Option(envvar="STORYREEL_DEVICE", help="cuda, cuda:1, cpu [default: best available]"),
+        typer.Option(envvar="STORYREEL_DEVICE", help="cuda, cuda:1, cpu", show_default="best available"),
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option(help="bfloat16, float16 or float32 [default: per device]")
+        str | None, typer.Option(help="bfloat16, float16 or float32", show_default="per device")
     ] = None,
     offload: Annotated[bool, typer.Option(help="keep model weights on the CPU between uses")] = False,
     allow_outside: AllowOutside = False,
@@ -173,7 +184,13 @@ def render(
     from .rendering import default_out_dir
     from .rendering import render as render_film
 
-    with _errors():
+    if no_cache:  # this command would generate every shot again: resuming needs it without --no-cache
+        resume = "every finished shot is saved in the shot cache; run again without --no-cache to resume from there"
+    else:
+        resume = (
+            "every finished shot is saved in the shot cache; run the same command again to resume from there"
+        )
+    with _errors(interrupted=resume):
         shots = [s.strip() for item in (only or []) for s in item.split(",") if s.strip()] or None
         with _RichProgress() as progress:
             manifest = render_film(
@@ -220,7 +237,7 @@ def enhance(
     enhancer_fallback: EnhancerFallback = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, max=256, help="requests in flight at once [default: the storyboard's, 8]"),
+        typer.Option(min=1, max=256, help="requests in flight at once", show_default="the storyboard's, 8"),
     ] = None,
     refresh_prompts: RefreshPrompts = False,
     allow_outside: AllowOutside = False,
@@ -232,7 +249,9 @@ def enhance(
     """Enhance every shot's prompt and write them to STORY's lock (<stem>.lock.yaml), for review or editing."""
     from .rendering import enhance_storyboard
 
-    with _errors():
+    with _errors(
+        interrupted="every prompt enhanced so far is in the lock; run the same command again for the rest"
+    ):
         with _RichProgress() as progress:
             lock_path, prompts = enhance_storyboard(
                 story,
@@ -319,11 +338,12 @@ class _RichProgress:
 
             def shot_finished(self, shot: Any, entry: Any) -> None:
                 bars.advance(tasks["shots"])
-                bars.console.print(
-                    f"  [green]✓[/] {shot.id}  {entry.frames} frames"
-                    + (f", {entry.dit_passes} passes" if entry.dit_passes else "")
-                    + f", {entry.seconds_generating:.1f}s"
-                )
+                if entry.cached:  # nothing was generated: say where it came from, not "0.0s"
+                    made = ", from the shot cache"
+                else:
+                    passes = f", {entry.dit_passes} passes" if entry.dit_passes else ""
+                    made = f"{passes}, {entry.seconds_generating:.1f}s"
+                bars.console.print(f"  [green]✓[/] {escape(shot.id)}  {entry.frames} frames{made}")
 
             def film_progress(self, done: int, total: int) -> None:
                 if "film" not in tasks:

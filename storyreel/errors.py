@@ -1,20 +1,26 @@
 """The exceptions storyreel raises, and what the command line does with them.
 
     StoryreelError                   base of everything below
-    ├── UserError                    the user's input or setup is wrong: exit code 1, no traceback
+    ├── UserError                    the input, the setup or the machine is wrong: exit code 1, no traceback
     │   ├── StoryboardError          a storyboard problem, with file:line:col, field and fix
     │   ├── BackendNotFound          an unknown generator or enhancer name
     │   ├── MissingExtra             a backend needs an optional extra that is not installed
-    │   └── ModelNotFound            a model folder or hub id that cannot be found locally
-    └── InternalError                a bug or a failure outside the user's control: exit code 2
+    │   ├── ModelNotFound            a model folder or hub id that cannot be found locally
+    │   └── MachineError             the machine's state stops the work: the path and the OS's reason
+    │       └── OutOfMemory          a shot does not fit in GPU memory even with every fallback
+    └── InternalError                a bug (in storyreel or a backend): exit code 2
         ├── GenerationError          a generator failed while making a shot
         └── AssemblyError            ffmpeg / moviepy failed while writing a file
 
-Every message says what is wrong, where, the offending value, and how to fix it.
+Every message says what is wrong, where, the offending value, and how to fix it. A folder that cannot
+be written, a full disk or a file where a folder should be is not a bug: it is a ``MachineError``
+(exit code 1) naming the path and the operating system's reason; exit code 2 is kept for bugs.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +122,53 @@ class GenerationError(InternalError):
 
 class AssemblyError(InternalError):
     """Writing a shot or the film failed."""
+
+
+# What to do about each reason the operating system gives, when the caller knows nothing better.
+_FIXES = {
+    errno.ENOSPC: "free some space on that disk, or write somewhere else",
+    errno.EDQUOT: "free some of your disk quota, or write somewhere else",
+    errno.EACCES: "make it writable for this user, or write somewhere else",
+    errno.EPERM: "make it writable for this user, or write somewhere else",
+    errno.EROFS: "that file system is mounted read-only; write somewhere else",
+    errno.ENOTDIR: "a file is in the way where a folder is needed; move it, or choose another folder",
+    errno.EEXIST: "a file is in the way where a folder is needed; move it, or choose another folder",
+    errno.EISDIR: "a folder is in the way where a file is needed; choose a file name",
+    errno.ENOENT: "check the path",
+}
+
+
+class MachineError(UserError):
+    """The machine's state stops the work (permissions, a full disk, a file where a folder should be, GPU
+    memory): nothing the storyboard says and no bug; the message names the path and the reason.
+
+    >>> str(MachineError.from_os_error(OSError(errno.ENOSPC, "No space left on device", "out/film.mp4")))
+    'cannot write out/film.mp4: No space left on device; fix: free some space on that disk, or write somewhere else'
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, reason: str | None = None):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        super().__init__(message)
+
+    @classmethod
+    def from_os_error(
+        cls,
+        error: OSError,
+        *,
+        doing: str = "write",
+        path: str | Path | None = None,
+        fix: str = "",
+        hint: str = "",
+    ) -> MachineError:
+        """``cannot <doing> <path>: <the OS's reason>; fix: ... (<hint>)`` for an OSError raised while touching
+        ``path`` (default: the file the error names)."""
+        where = path if path is not None else error.filename
+        reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+        fix = fix or _FIXES.get(error.errno or 0, "check the path and its permissions")
+        subject = f"cannot {doing} {where}" if where is not None else f"cannot {doing}"
+        return cls(f"{subject}: {reason}; fix: {fix}" + (f" ({hint})" if hint else ""), where, reason)
+
+
+class OutOfMemory(MachineError):
+    """A shot did not fit in GPU memory at any step of the out-of-memory ladder."""

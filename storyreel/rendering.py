@@ -7,6 +7,11 @@
     4. generate     shots in render order; a continuing shot gets its parent's exact last frames
     5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json
 
+Right after the storyboard loads, the render folder is locked (one render per folder; what killed
+renders left there is removed) and stays locked until the end. The machine refusing a read or a
+write (permissions, a full disk, a file where a folder should be) is raised as a MachineError that
+names the path and the operating system's reason, and costs no finished shot.
+
 >>> manifest = render("examples/swan_lake.yaml", out="renders/swan")  # doctest: +SKIP
 >>> manifest.film.frames, [shot.id for shot in manifest.shots][:2]  # doctest: +SKIP
 (..., ['dawn-glide', ...])
@@ -17,8 +22,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .atomic import copy_atomic
+from .atomic import copy_atomic, make_folder, remove_partials, temporary_beside, writing
 from .backends import GENERATORS, load_backend
-from .cache import EntryInfo, ShotCache
+from .cache import EntryInfo, ShotCache, default_cache_dir
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
-from .errors import GenerationError, UserError
+from .errors import GenerationError, MachineError, OutOfMemory, UserError
 from .fingerprint import file_sha256, model_identity, shot_key
 from .generate import (
     Clip,
@@ -147,167 +154,117 @@ def render(
     # 1. Storyboard
     board = _board(storyboard, allow_outside, template_vars)
 
-    # 2. Plan: every check happens here, before anything expensive
-    report.stage("plan")
-    plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
-    selected = _select(board, plan, only)
-    generator_name, model_id = choose_generator(plan, generator)
-    if generator_name == ANIMATIC:
-        report.note(
-            "no model is set (generation.model or --model), so this renders an animatic: a previs of framing, "
-            "camera moves, timing and captions, not generated video"
-        )
-    for note in plan.notes:
-        report.note(note)
-    # An unknown generator, a missing extra, a missing model or shots the model cannot make fail now,
-    # before any prompt is enhanced or weights loaded.
-    backend_class = (
-        generator if isinstance(generator, Generator) else load_backend(GENERATORS, generator_name)
-    )
-    options = GeneratorOptions(
-        model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
-    )
-    check_plan = getattr(backend_class, "check_plan", None)
-    if callable(check_plan):
-        check_plan([plan.shot(s) for s in plan.render_order if s in selected], options)
+    # One render per folder, from here on: a second render into a busy folder stops before planning or
+    # enhancing anything, and what killed renders left in the folder is removed under the lock.
     out_dir = Path(out) if out is not None else default_out_dir(board.path, board.title)
-    (out_dir / "shots").mkdir(parents=True, exist_ok=True)
-
-    # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
-    #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
-    settings = enhancer_settings(
-        board,
-        backend=_enhancer_name(enhancer),
-        url=enhancer_url,
-        model=enhancer_model,
-        fallback=enhancer_fallback,
-    )
-    report.stage("enhance", settings.backend)
-    prompts = enhance_film(
-        board,
-        plan,
-        settings,
-        only=selected,
-        lock_path=lock_path_for(board.path) if board.path else out_dir / "prompts.lock.yaml",
-        refresh=refresh_prompts,
-        note=report.note,
-        backend=None if isinstance(enhancer, str) else enhancer,
-    )
-
-    manifest = Manifest(
-        storyreel=__version__,
-        storyboard=str(board.path) if board.path else None,
-        storyboard_sha256=file_sha256(board.path) if board.path else None,
-        title=board.title,
-        generator=generator_name,
-        model=model_id,
-        enhancer=settings.backend,
-        film=None,
-        shots=[],
-        notes=list(plan.notes),
-    )
-    manifest_path = out_dir / "manifest.json"
-
-    # 4. Generate, in render order. A shot the cache holds is reused, not generated; each new shot's
-    #    file, cache entry and the manifest are written as soon as it is done, so a render killed at
-    #    any point resumes from there. The generator (and its model) loads only if a shot needs it.
-    report.stage("generate", generator_name)
-    order = [s for s in plan.render_order if s in selected]
-    version = str(getattr(backend_class, "version", __version__))
-    identity = getattr(backend_class, "identity", None)  # e.g. the precision the options resolve to
-    if callable(identity):
-        version += f"/{identity(options)}"
-    model_key = model_identity(model_id, board.base_dir)
-    shots = ShotCache(cache_dir, warn=report.note) if use_cache else None
-    used_by = str(board.path.resolve()) if board.path else None
-    entries: dict[str, ShotEntry] = {}
-    failed: dict[str, str] = {}  # shots that did not fit in memory, and the shots continuing them
-    with _RenderFolderLock(out_dir), _LazyGenerator(generator, generator_name, options) as engine:
-        tails = _TailKeeper(plan, order)
-        keys: dict[str, str] = {}
-        for index, shot_id in enumerate(order, start=1):
-            shot = plan.shot(shot_id)
-            report.shot_started(shot, index, len(order))
-            prompt = prompts[shot_id].prompt
-            keys[shot_id] = shot_key(
-                shot,
-                prompt=prompt.prompt,
-                generator=generator_name,
-                generator_version=version,
-                model=model_key,
-                parent_key=keys.get(shot.conditioned_on) if shot.conditioned_on else None,
-                image_sha256=file_sha256(shot.image) if shot.image else None,
+    places = [
+        (out_dir, "--out chooses the render folder"),
+        (
+            Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+            "--cache-dir chooses the shot cache",
+        ),
+        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
+    ]
+    with _os_errors(*places), _RenderFolderLock(out_dir, report):
+        # 2. Plan: every check happens here, before anything expensive
+        report.stage("plan")
+        plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
+        selected = _select(board, plan, only)
+        generator_name, model_id = choose_generator(plan, generator)
+        if generator_name == ANIMATIC:
+            report.note(
+                "no model is set (generation.model or --model), so this renders an animatic: a previs of "
+                "framing, camera moves, timing and captions, not generated video"
             )
-            if shot.conditioned_on in failed:
-                failed[shot_id] = (
-                    f"shot '{shot_id}' was not generated: it continues '{shot.conditioned_on}', which failed"
-                )
-                tails.skip(shot)
-                continue
-            conditioning = tails.tail_for(shot)
-            path = out_dir / "shots" / f"{shot_id}.mp4"
-            need = tails.need.get(shot_id, 0)
-            hit = shots.get(keys[shot_id], need_tail=need, used_by=used_by) if shots and reuse else None
-            if hit is not None:
-                copy_atomic(hit.mp4, path)
-                tails.keep(shot, hit.tail(), None)
-                entries[shot_id] = _entry(
-                    shot, prompts[shot_id], keys[shot_id], hit.info.frames, cached=True, info=hit.info.info
-                )
-            else:
-                request = ShotRequest(
-                    shot=shot,
-                    prompt=prompt.prompt,
-                    negative_prompt=shot.settings.negative_prompt,
-                    tail_frames=conditioning,
-                    image=load_start_image(shot.image, shot.width, shot.height) if shot.image else None,
-                )
-                try:
-                    clip, degraded = _generate_fitting(engine.get(), request, report)
-                except OutOfMemory as exc:
-                    failed[shot_id] = str(exc)
-                    report.note(str(exc))
-                    continue
-                if degraded:
-                    clip.info["degraded"] = degraded
-                tails.keep(shot, clip.frames, conditioning)
-                _write_shot(clip, path, shot.fps)
-                if shots is not None:
-                    tail = footage_tail(clip.frames, conditioning, max(need, shot.settings.overlap_history))
-                    shots.put(
-                        _cache_info(shot, keys[shot_id], clip, generator_name, model_id, used_by), path, tail
-                    )
-                entries[shot_id] = _entry(
-                    shot,
-                    prompts[shot_id],
-                    keys[shot_id],
-                    len(clip.frames),
-                    cached=False,
-                    clip=clip,
-                    info=clip.info,
-                )
-            manifest.shots = [entries[s] for s in plan.timeline if s in entries]
-            manifest.write(manifest_path)
-            report.shot_finished(shot, entries[shot_id])
-    reserve = getattr(
-        backend_class, "reserved_bottom", None
-    )  # optional: rows a generator draws its own overlay on
-    reserved_bottom = int(reserve(plan.width, plan.height)) if callable(reserve) else 0
+        for note in plan.notes:
+            report.note(note)
+        # An unknown generator, a missing extra, a missing model or shots the model cannot make fail now,
+        # before any prompt is enhanced or weights loaded.
+        backend_class = (
+            generator if isinstance(generator, Generator) else load_backend(GENERATORS, generator_name)
+        )
+        options = GeneratorOptions(
+            model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+        )
+        check_plan = getattr(backend_class, "check_plan", None)
+        if callable(check_plan):
+            check_plan([plan.shot(s) for s in plan.render_order if s in selected], options)
+        shots = _open_cache(cache_dir, report) if use_cache else None
 
-    if failed:
-        raise GenerationError(
-            f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
-            + "\n".join(failed.values())
+        # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
+        #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
+        settings = enhancer_settings(
+            board,
+            backend=_enhancer_name(enhancer),
+            url=enhancer_url,
+            model=enhancer_model,
+            fallback=enhancer_fallback,
+        )
+        report.stage("enhance", settings.backend)
+        prompts = enhance_film(
+            board,
+            plan,
+            settings,
+            only=selected,
+            lock_path=lock_path_for(board.path) if board.path else out_dir / "prompts.lock.yaml",
+            refresh=refresh_prompts,
+            note=report.note,
+            backend=None if isinstance(enhancer, str) else enhancer,
         )
 
-    # 5. Assemble the film (only when every shot of the timeline was rendered)
-    if set(plan.timeline) <= set(entries):
-        report.stage("assemble")
-        manifest.film = _assemble(board, plan, out_dir, report, reserved_bottom)
-    else:
-        report.note("rendered only some shots (--only), so film.mp4 was not assembled")
-    manifest.write(manifest_path)
-    return manifest
+        manifest = Manifest(
+            storyreel=__version__,
+            storyboard=str(board.path) if board.path else None,
+            storyboard_sha256=file_sha256(board.path) if board.path else None,
+            title=board.title,
+            generator=generator_name,
+            model=model_id,
+            enhancer=settings.backend,
+            film=None,
+            shots=[],
+            notes=list(plan.notes),
+        )
+
+        # 4. Generate, in render order. A shot the cache holds is reused, not generated; each new shot's
+        #    file, cache entry and the manifest are written as soon as it is done, so a render killed at
+        #    any point resumes from there. The generator (and its model) loads only if a shot needs it.
+        report.stage("generate", generator_name)
+        version = str(getattr(backend_class, "version", __version__))
+        identity = getattr(backend_class, "identity", None)  # e.g. the precision the options resolve to
+        if callable(identity):
+            version += f"/{identity(options)}"
+        with _LazyGenerator(generator, generator_name, options) as engine:
+            failed = _generate(
+                board,
+                plan,
+                [s for s in plan.render_order if s in selected],
+                prompts,
+                manifest,
+                out_dir,
+                engine,
+                shots,
+                reuse=reuse,
+                generator_name=generator_name,
+                generator_version=version,
+                model_key=model_identity(model_id, board.base_dir),
+                report=report,
+            )
+        if failed:
+            raise OutOfMemory(
+                f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
+                + "\n".join(failed.values())
+            )
+
+        # 5. Assemble the film (only when every shot of the timeline was rendered)
+        reserve = getattr(backend_class, "reserved_bottom", None)  # optional: rows a generator draws on
+        reserved_bottom = int(reserve(plan.width, plan.height)) if callable(reserve) else 0
+        if set(plan.timeline) <= {entry.id for entry in manifest.shots}:
+            report.stage("assemble")
+            manifest.film = _assemble(board, plan, out_dir, report, reserved_bottom)
+        else:
+            report.note("rendered only some shots (--only), so film.mp4 was not assembled")
+        manifest.write(out_dir / "manifest.json")
+        return manifest
 
 
 def enhance_storyboard(
@@ -349,18 +306,22 @@ def enhance_storyboard(
         fallback=enhancer_fallback,
         concurrency=concurrency,
     )
-    report.stage("enhance", settings.backend)
-    prompts = enhance_film(
-        board,
-        plan,
-        settings,
-        lock_path=lock_path,
-        write_lock=True,
-        refresh=refresh_prompts,
-        note=report.note,
-        on_prompt=on_prompt or (lambda prompt: None),
-        backend=None if isinstance(enhancer, str) else enhancer,
-    )
+    with _os_errors((lock_path.parent, "the prompt lock is kept beside the storyboard")):
+        # The lock is written as prompts arrive: find out now, not after paying for the first answer,
+        # whether its folder takes files.
+        temporary_beside(lock_path).unlink()
+        report.stage("enhance", settings.backend)
+        prompts = enhance_film(
+            board,
+            plan,
+            settings,
+            lock_path=lock_path,
+            write_lock=True,
+            refresh=refresh_prompts,
+            note=report.note,
+            on_prompt=on_prompt or (lambda prompt: None),
+            backend=None if isinstance(enhancer, str) else enhancer,
+        )
     return lock_path, prompts
 
 
@@ -393,6 +354,168 @@ def _select(board: Storyboard, plan: FilmPlan, only: Sequence[str] | None) -> se
     return selected
 
 
+def _generate(
+    board: Storyboard,
+    plan: FilmPlan,
+    order: list[str],
+    prompts: dict[str, ShotPrompt],
+    manifest: Manifest,
+    out_dir: Path,
+    engine: _LazyGenerator,
+    shots: ShotCache | None,
+    *,
+    reuse: bool,
+    generator_name: str,
+    generator_version: str,
+    model_key: str | None,
+    report: RenderProgress,
+) -> dict[str, str]:
+    """Stage 4: every shot of ``order`` reused from the cache or generated, written to ``out_dir/shots`` and
+    entered in the manifest (written after each shot). Returns the shots that did not fit in memory (and
+    those continuing them), each with the reason."""
+    used_by = str(board.path.resolve()) if board.path else None
+    entries: dict[str, ShotEntry] = {}
+    failed: dict[str, str] = {}
+    tails = _TailKeeper(plan, order)
+    keys: dict[str, str] = {}
+    for index, shot_id in enumerate(order, start=1):
+        shot = plan.shot(shot_id)
+        report.shot_started(shot, index, len(order))
+        prompt = prompts[shot_id].prompt
+        keys[shot_id] = shot_key(
+            shot,
+            prompt=prompt.prompt,
+            generator=generator_name,
+            generator_version=generator_version,
+            model=model_key,
+            parent_key=keys.get(shot.conditioned_on) if shot.conditioned_on else None,
+            image_sha256=file_sha256(shot.image) if shot.image else None,
+        )
+        if shot.conditioned_on in failed:
+            failed[shot_id] = (
+                f"shot '{shot_id}' was not generated: it continues '{shot.conditioned_on}', which failed"
+            )
+            tails.skip(shot)
+            continue
+        conditioning = tails.tail_for(shot)
+        path = out_dir / "shots" / f"{shot_id}.mp4"
+        need = tails.need.get(shot_id, 0)
+        hit = shots.get(keys[shot_id], need_tail=need, used_by=used_by) if shots and reuse else None
+        if hit is not None:
+            copy_atomic(hit.mp4, path)
+            tails.keep(shot, hit.tail(), None)
+            entries[shot_id] = _entry(
+                shot, prompts[shot_id], keys[shot_id], hit.info.frames, cached=True, info=hit.info.info
+            )
+        else:
+            request = ShotRequest(
+                shot=shot,
+                prompt=prompt.prompt,
+                negative_prompt=shot.settings.negative_prompt,
+                tail_frames=conditioning,
+                image=_start_image(shot) if shot.image else None,
+            )
+            try:
+                clip, degraded = _generate_fitting(engine.get(), request, report)
+            except OutOfMemory as exc:
+                failed[shot_id] = str(exc)
+                report.note(str(exc))
+                continue
+            if degraded:
+                clip.info["degraded"] = degraded
+            tails.keep(shot, clip.frames, conditioning)
+            info = _cache_info(shot, keys[shot_id], clip, generator_name, manifest.model, used_by)
+            tail = footage_tail(clip.frames, conditioning, max(need, shot.settings.overlap_history))
+            _save_shot(clip, path, shot.fps, shots, info, tail)
+            entries[shot_id] = _entry(
+                shot,
+                prompts[shot_id],
+                keys[shot_id],
+                len(clip.frames),
+                cached=False,
+                clip=clip,
+                info=clip.info,
+            )
+        manifest.shots = [entries[s] for s in plan.timeline if s in entries]
+        manifest.write(out_dir / "manifest.json")
+        report.shot_finished(shot, entries[shot_id])
+    return failed
+
+
+def _save_shot(
+    clip: Clip, path: Path, fps: int, shots: ShotCache | None, info: EntryInfo, tail: np.ndarray
+) -> None:
+    """Write a generated shot into the render folder and the cache. When the render folder cannot take it
+    (read-only, full), the shot still goes into the cache before the error is raised: a generated shot
+    costs GPU minutes, and the next render reuses it."""
+    try:
+        _write_shot(clip, path, fps)
+    except Exception:
+        if shots is not None:
+            handle, name = tempfile.mkstemp(prefix=f"storyreel-{info.shot_id}-", suffix=".mp4")
+            os.close(handle)
+            scratch = Path(name)
+            try:
+                _write_shot(clip, scratch, fps)
+                shots.put(info, scratch, tail)
+            except Exception:
+                pass  # the first error is the one to report
+            finally:
+                scratch.unlink(missing_ok=True)
+        raise
+    if shots is not None:
+        shots.put(info, path, tail)
+
+
+def _start_image(shot: ShotPlan) -> np.ndarray:
+    """The shot's start image, fitted to the film; a file that broke since the storyboard was checked is the
+    user's to fix."""
+    from .assets import check_asset
+
+    assert shot.image is not None
+    try:
+        return load_start_image(shot.image, shot.width, shot.height)
+    except Exception:
+        trouble = check_asset("image", Path(shot.image), str(shot.image))
+        if trouble is None:
+            raise
+        raise UserError(f"shot '{shot.id}': {trouble.message}; fix: {trouble.fix}") from None
+
+
+def _open_cache(cache_dir: str | Path | None, report: RenderProgress) -> ShotCache:
+    """The shot cache, its folder made now: a cache path that cannot be a folder stops the render before any
+    work (later write failures, such as a full disk, only warn)."""
+    cache = ShotCache(cache_dir, warn=report.note)
+    make_folder(cache.shots)
+    return cache
+
+
+@contextmanager
+def _os_errors(*places: tuple[Path | None, str]) -> Iterator[None]:
+    """An OSError while rendering is the machine's state (a folder that cannot be written, a full disk, a
+    file where a folder should be), never a bug: say which path, the OS's reason, and (from ``places``,
+    pairs of a folder and a hint) which option moves the place it happened in."""
+    try:
+        yield
+    except OSError as error:
+        raise _machine_error(error, places) from error
+
+
+def _machine_error(error: OSError, places: Sequence[tuple[Path | None, str]]) -> MachineError:
+    path = Path(error.filename).absolute() if isinstance(error.filename, str) else None
+    # The deepest place that holds the path, or that the path is a parent of (a folder it could not create).
+    near = [
+        (len(folder.absolute().parts), hint)
+        for folder, hint in places
+        if folder is not None
+        and path is not None
+        and (path.is_relative_to(folder.absolute()) or folder.absolute().is_relative_to(path))
+    ]
+    if not near:
+        return MachineError.from_os_error(error, doing="use")
+    return MachineError.from_os_error(error, hint=max(near)[1])
+
+
 class _LazyGenerator:
     """The render's generator, opened on first use (a render whose shots are all cached loads no model) and
     always closed; a generator object passed in is used as is and left open."""
@@ -418,37 +541,100 @@ class _LazyGenerator:
 
 
 class _RenderFolderLock:
-    """One render at a time per render folder: a second one stops with a message instead of interleaving files."""
+    """One render at a time per render folder: a second one stops with a message instead of interleaving files.
 
-    def __init__(self, folder: Path):
+    The lock is ``flock`` on ``<folder>/.storyreel.lock``, which holds the owner's pid for that message.
+    The file is removed when the render ends, while the lock is still held; a render that opened the
+    file before it was removed finds, once it has the lock, that the path no longer names the file it
+    locked, and starts over with a new file. So removing it never lets two renders in.
+
+    Under the lock, temporary files that killed renders left in the folder are removed; folders this
+    render created are removed again if it leaves them empty (a render refused before writing
+    anything leaves nothing behind).
+    """
+
+    def __init__(self, folder: Path, report: RenderProgress | None = None):
+        self.folder = folder
         self.path = folder / ".storyreel.lock"
+        self.report = report or RenderProgress()
         self.handle: Any = None
+        # Folders that do not exist yet, deepest first: removed on the way out if left empty.
+        self.created = [p for p in (folder / "shots", folder, *folder.parents) if not p.exists()]
 
     def __enter__(self) -> _RenderFolderLock:
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; renders there are not guarded
-            return self
-        self.handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
-            self.handle.close()
-            raise UserError(
-                f"another storyreel render ({holder}) is writing to {self.path.parent}; "
-                "wait for it to finish, or render into another folder with --out"
-            ) from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"pid {os.getpid()}")
-        self.handle.flush()
+            make_folder(self.folder)
+            self._lock()
+            self._remove_leftovers()
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; renders there are not guarded
+            return
+        for _ in range(100):  # each retry means another render finished meanwhile: this ends quickly
+            handle = open(self.path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise UserError(
+                    f"another storyreel render ({holder}) is writing to {self.folder}; "
+                    "wait for it to finish, or render into another folder with --out"
+                ) from None
+            except BaseException:
+                handle.close()
+                raise
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(handle.fileno()), current):
+                break
+            handle.close()  # the render that held it removed the file meanwhile: lock the one there now
+        else:
+            raise UserError(
+                f"could not lock {self.path}: it was replaced 100 times while storyreel tried; the file system "
+                "may not support locks (fix: render into a folder on a local disk with --out)"
+            )
+        self.handle = handle
+        with writing(self.path):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+
+    def _remove_leftovers(self) -> None:
+        removed = remove_partials(self.folder) + remove_partials(self.folder / "shots")
+        if removed:
+            size = sum(bytes_ for _, bytes_ in removed)
+            self.report.note(
+                f"removed {len(removed)} unfinished file(s) ({size / 2**20:.1f} MiB) that an interrupted render "
+                f"left in {self.folder}"
+            )
+
+    def _release(self) -> None:
         if self.handle is not None:
-            self.handle.close()  # releases the lock; the file stays (removing it would race a waiting render)
+            with suppress(OSError):
+                self.path.unlink()  # while still locked: see the class docstring
+            self.handle.close()
+            self.handle = None
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue  # never made (a render refused early makes no shots/)
+            except OSError:
+                break  # not empty: neither are the folders above it
 
 
 class _TailKeeper:
@@ -492,10 +678,6 @@ class _TailKeeper:
         if not self.waiting[parent]:
             del self.tails[parent]  # every continuation of this parent has its frames now
         return tail
-
-
-class OutOfMemory(GenerationError):
-    """A shot did not fit in GPU memory at any step of the degrade ladder."""
 
 
 def _is_out_of_memory(error: BaseException | None) -> bool:

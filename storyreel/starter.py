@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import UserError
+from .atomic import make_folder, write_text_atomic
+from .errors import MachineError, UserError
 
 DEFAULT_TEMPLATE = "short"
 _SUFFIXES = (".yaml.j2", ".yaml")
@@ -68,6 +69,10 @@ def new_storyboard(path: str | Path, template: str = DEFAULT_TEMPLATE, *, force:
         target = target.with_name(target.name.removesuffix(".yaml").removesuffix(".yml") + ".yaml.j2")
     if target.exists() and not force:
         raise UserError(f"{target} already exists; choose another name or pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(chosen.text(), encoding="utf-8")
+    try:
+        make_folder(target.parent)
+        write_text_atomic(target, chosen.text())
+    except OSError as error:  # a folder where the file should go, a read-only folder, a full disk
+        fix = f"give the storyboard a file name, e.g. {target / 'story.yaml'}" if target.is_dir() else ""
+        raise MachineError.from_os_error(error, fix=fix) from error
     return target

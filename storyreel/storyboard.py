@@ -650,21 +650,23 @@ class Storyboard(_Model):
         return problems
 
     def _asset_problems(self, allow_outside: bool) -> list[Problem]:
+        from .assets import AssetKind, check_asset
+
         problems: list[Problem] = []
-        assets: list[tuple[Path_, str]] = []
+        assets: list[tuple[Path_, str, AssetKind]] = []
         for si, hi, _, shot in self.iter_shots():
             if shot.image:
-                assets.append((("scenes", si, "shots", hi, "image"), shot.image))
+                assets.append((("scenes", si, "shots", hi, "image"), shot.image, "image"))
         for name, character in self.characters.items():
             if character.reference:
-                assets.append((("characters", name, "reference"), character.reference))
+                assets.append((("characters", name, "reference"), character.reference, "image"))
         if self.audio is not None:
-            assets.append((("audio", "music"), self.audio.music))
+            assets.append((("audio", "music"), self.audio.music, "music"))
         for template in ("system_template", "user_template"):
             if getattr(self.enhancer, template):
-                assets.append((("enhancer", template), getattr(self.enhancer, template)))
+                assets.append((("enhancer", template), getattr(self.enhancer, template), "template"))
         base = self.base_dir.resolve()
-        for path, value in assets:
+        for path, value, kind in assets:
             resolved = self.resolve_asset(value)
             if not allow_outside and not resolved.is_relative_to(base):
                 problems.append(
@@ -674,14 +676,8 @@ class Storyboard(_Model):
                         "move the file into that folder, or pass --allow-outside",
                     )
                 )
-            elif not resolved.is_file():
-                problems.append(
-                    self.problem(
-                        path,
-                        f"file '{value}' not found (looked for {resolved})",
-                        "check the path; it is relative to the storyboard's folder",
-                    )
-                )
+            elif trouble := check_asset(kind, resolved, value):  # opened as the render will, in bounded time
+                problems.append(self.problem(path, trouble.message, trouble.fix))
         return problems
 
 

@@ -302,7 +302,7 @@ def test_an_unreadable_music_file_is_a_user_error_and_leaves_no_film(tmp_path: P
     p = shots(tmp_path, ("a", 9, 100))
     bad = tmp_path / "score.mp3"
     bad.write_bytes(b"not audio at all")
-    with pytest.raises(UserError, match="score.mp3: cannot read the music file"):
+    with pytest.raises(UserError, match="score.mp3. is not audio ffmpeg can read"):
         assemble_film(
             [Cut("a", p["a"], 9, "cut", 0, 0)],
             tmp_path / "film.mp4",

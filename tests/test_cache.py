@@ -431,9 +431,9 @@ def test_a_shot_that_never_fits_fails_clearly_after_the_others_are_saved(
     write_story, tmp_path: Path, shot_cache: Path
 ) -> None:
     story = write_story(long_board())
-    from storyreel.errors import GenerationError
+    from storyreel.errors import OutOfMemory
 
-    with pytest.raises(GenerationError) as failure:
+    with pytest.raises(OutOfMemory) as failure:
         storyreel.render(story, out=tmp_path / "out", generator=Hungry(fits=97, doomed="dip"))
     message = str(failure.value)
     assert "shot 'dip' does not fit in GPU memory" in message and "base_num_frames" in message

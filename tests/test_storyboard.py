@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
+from imageio_ffmpeg import get_ffmpeg_exe
+from PIL import Image
 
 from storyreel import Storyboard, StoryboardError, load_storyboard, plan_film
 from storyreel.storyboard import parse_duration, resolution_size
@@ -382,7 +385,7 @@ def test_the_first_shot_of_the_film_cannot_continue(write_story):
 
 
 def test_image_on_a_continuing_shot(write_story, tmp_path):
-    (tmp_path / "heron.png").write_bytes(b"not checked before the continuity error")
+    Image.new("RGB", (16, 16), "grey").save(tmp_path / "heron.png")
     path = write_story(
         """\
         storyreel: 1
@@ -404,7 +407,7 @@ def test_image_on_a_continuing_shot(write_story, tmp_path):
 
 def test_missing_and_escaping_assets(write_story, tmp_path):
     outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
-    outside.write_bytes(b"png")
+    Image.new("RGB", (16, 16), "grey").save(outside)
     path = write_story(
         f"""\
         storyreel: 1
@@ -421,7 +424,10 @@ def test_missing_and_escaping_assets(write_story, tmp_path):
         f"{where(path, str(outside))}: scenes[0].shots[0].image: '{outside}' is outside the storyboard's folder {tmp_path}; "
         "move the file into that folder, or pass --allow-outside",
     ]
-    (tmp_path / "score.mp3").write_bytes(b"mp3")
+    tone = "sine=duration=1"
+    subprocess.run(
+        [get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", tone, str(tmp_path / "score.mp3")], check=True
+    )
     board = load_storyboard(path, allow_outside=True)
     assert board.resolve_asset(board.scenes[0].shots[0].image) == outside
 
