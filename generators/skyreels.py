@@ -64,12 +64,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storyreel.errors import GenerationError, MissingExtra, ModelNotFound, UserError
+from storyreel.errors import GenerationError, MissingExtra, ModelNotFound, OutOfMemory, UserError
 from storyreel.generate import (
     Clip,
     Generator,
     GeneratorOptions,
-    OutOfMemory,
     ProgressCallback,
     ProgressEvent,
     ShotRequest,

@@ -164,7 +164,9 @@ def read_entry(folder: Path) -> EntryInfo:
         value = raw[name]
         if isinstance(value, bool) or not isinstance(value, types):  # bool is an int to Python, not here
             raise CacheDamaged(f"entry.json field {name} is {value!r}, not a {types[0].__name__}")
-        if (types is _COUNT and value < 0) or (types is _NUMBER and not math.isfinite(value)):
+        if isinstance(value, (int, float)) and (
+            (types is _COUNT and value < 0) or (types is _NUMBER and not math.isfinite(value))
+        ):
             raise CacheDamaged(f"entry.json field {name} is {value!r}")
     files = raw["files"]
     if sorted(files) != sorted(ENTRY_FILES):

@@ -7,7 +7,7 @@
     │   ├── MissingExtra             a backend needs an optional extra that is not installed
     │   ├── ModelNotFound            a model folder or hub id that cannot be found locally
     │   └── MachineError             the machine's state stops the work: the path and the OS's reason
-    │       └── OutOfMemory          a shot does not fit in GPU memory even with every fallback
+    │       └── OutOfMemory          a shot does not fit in the device's memory
     └── InternalError                a bug (in storyreel or a backend): exit code 2
         ├── GenerationError          a generator failed while making a shot
         └── AssemblyError            ffmpeg / moviepy failed while writing a file
@@ -171,4 +171,9 @@ class MachineError(UserError):
 
 
 class OutOfMemory(MachineError):
-    """A shot did not fit in GPU memory at any step of the out-of-memory ladder."""
+    """A shot does not fit in the device's memory.
+
+    A generator raises it for one attempt, instead of its library's own error; render() then frees memory
+    and tries again along its ladder (offloading, then smaller windows), and raises it itself, with the
+    fix, for a shot that fits at no step.
+    """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,26 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def model_identity(model: str | None, base_dir: Path | None = None) -> str | None:
-    """What a model setting points at (see :meth:`storyreel.models.ModelRef.identity`); None without a model."""
-    if model is None:
-        return None
-    from .models import resolve_model
+@dataclass(frozen=True)
+class ShotKeys:
+    """The cache keys of one render's shots: what every key shares (the generator, its version and the
+    precision its options resolve to, and the model's identity), applied shot by shot."""
 
-    return resolve_model(model, base_dir).identity()
+    generator: str
+    generator_version: str
+    model: str | None  # :meth:`storyreel.models.ModelRef.identity`, or None without a model
+
+    def key(self, shot: ShotPlan, prompt: str, parent_key: str | None) -> str:
+        """``shot``'s key when made from ``prompt``, continuing the shot whose key is ``parent_key``."""
+        return shot_key(
+            shot,
+            prompt=prompt,
+            generator=self.generator,
+            generator_version=self.generator_version,
+            model=self.model,
+            parent_key=parent_key,
+            image_sha256=file_sha256(shot.image) if shot.image else None,
+        )
 
 
 def shot_key(

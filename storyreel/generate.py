@@ -130,15 +130,6 @@ class GeneratorOptions:
     base_dir: Path | None = None  # folder that a relative model path is resolved against
 
 
-class OutOfMemory(GenerationError):
-    """A generator's report that a shot did not fit in its device's memory.
-
-    A generator raises it from :meth:`Generator.generate` (with the device's own error as its cause) instead
-    of letting a library's exception escape; render() then frees what it can and retries the shot along its
-    degrade ladder (offloading, then smaller windows), so the core never needs to know the library.
-    """
-
-
 class Generator(ABC):
     """The generator contract: given a :class:`ShotRequest`, return a :class:`Clip`.
 
@@ -158,7 +149,8 @@ class Generator(ABC):
     @abstractmethod
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
         """Make the shot's ``request.frames`` new frames. A shot that does not fit in the device's memory
-        raises :class:`OutOfMemory`."""
+        raises :class:`storyreel.errors.OutOfMemory` (with the device's own error as its cause), never a
+        library's exception: render() then makes room and tries again with less."""
 
     def close(self) -> None:  # noqa: B027 - a default that does nothing, on purpose
         """Release models and memory. The default has nothing to release."""
@@ -194,12 +186,37 @@ class Generator(ABC):
         return False
 
     def enable_offload(self) -> bool:
-        """Keep the weights off the accelerator from now on, to make room; render() asks for this on the
-        first :class:`OutOfMemory`. Returns whether anything changed (the default cannot offload)."""
+        """Keep the weights off the accelerator from now on, to make room; render() asks for this when a shot
+        first runs out of memory. Returns whether anything changed (the default cannot offload)."""
         return False
 
     def release_memory(self) -> None:  # noqa: B027 - nothing to release by default
         """Return the memory a failed call left behind to the device, before the shot is tried again."""
+
+
+class LazyGenerator:
+    """A render's generator, started on first use (a render whose shots are all cached loads no model) and
+    closed at the end; a generator object handed in is used as it is and left open."""
+
+    def __init__(self, backend: type[Generator] | Generator, options: GeneratorOptions):
+        self.backend = backend
+        self.name: str = backend.name
+        self.options = options
+        self.owned: Generator | None = None
+
+    def get(self) -> Generator:
+        if isinstance(self.backend, Generator):
+            return self.backend
+        if self.owned is None:
+            self.owned = start_generator(self.backend, self.options)
+        return self.owned
+
+    def __enter__(self) -> LazyGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned is not None:
+            self.owned.close()
 
 
 def available_generators() -> list[str]:
@@ -207,15 +224,20 @@ def available_generators() -> list[str]:
 
 
 def open_generator(name: str, options: GeneratorOptions) -> Generator:
-    """Import the generator registered as ``name`` and construct it."""
-    cls = load_backend(GENERATORS, name)
+    """Import the generator registered as ``name`` and start it."""
+    return start_generator(load_backend(GENERATORS, name), options)
+
+
+def start_generator(backend: type[Generator], options: GeneratorOptions) -> Generator:
+    """Construct a generator; a failure that is not the user's is a GenerationError naming the backend."""
     try:
-        generator: Generator = cls(options)
-        return generator
+        return backend(options)
     except UserError:
         raise
     except Exception as exc:
-        raise GenerationError(f"the {name} generator failed to start: {type(exc).__name__}: {exc}") from exc
+        raise GenerationError(
+            f"the {backend.name} generator failed to start: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def run_generator(generator: Generator, request: ShotRequest, progress: ProgressCallback) -> Clip:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from .enhance import ShotPrompt
+    from .plan import ShotPlan
 
 
 class _Entry(BaseModel):
@@ -59,6 +63,63 @@ class ShotEntry(_Entry):
         default_factory=dict, description="the generator's own facts: pipeline, precision, windows run"
     )
     path: str = Field(description="the shot's file, relative to the render folder")
+
+    @classmethod
+    def for_shot(
+        cls,
+        shot: ShotPlan,
+        prompt: ShotPrompt,
+        key: str,
+        frames: int,
+        *,
+        cached: bool,
+        dit_passes: int = 0,
+        seconds: float = 0.0,
+        info: dict[str, Any] | None = None,
+    ) -> ShotEntry:
+        """The line for ``shot``: made from ``prompt``, under cache ``key``, ``frames`` long; ``dit_passes``
+        and ``seconds`` are what this render spent on it (none for a reused shot), ``info`` the generator's
+        facts (kept in the cache for a reused shot), its ``degraded`` list included."""
+        info = json_friendly(info or {})
+        return cls(
+            id=shot.id,
+            scene=shot.scene,
+            timeline_index=shot.timeline_index,
+            frames=frames,
+            seconds=round(frames / shot.fps, 2),
+            conditioned_on=shot.conditioned_on,
+            transition=shot.transition,
+            mode=shot.mode,
+            prompt=shot.prompt,
+            enhanced_prompt=prompt.prompt.prompt,
+            enhanced_by=prompt.prompt.source,
+            enhancer_model=prompt.prompt.model,
+            prompt_origin=prompt.origin,
+            seed=shot.seed,
+            cache_key=key,
+            cached=cached,
+            dit_passes=dit_passes,
+            seconds_generating=round(seconds, 3),
+            degraded=list(info.get("degraded", [])),
+            generator_info={k: v for k, v in info.items() if k != "degraded"},
+            path=f"shots/{shot.id}.mp4",
+        )
+
+
+def json_friendly(info: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a generator's ``Clip.info`` that JSON can hold (the manifest and the cache are JSON).
+
+    >>> json_friendly({"steps": 30, "device": object()})
+    {'steps': 30}
+    """
+    kept = {}
+    for key, value in info.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        kept[str(key)] = value
+    return kept
 
 
 class Manifest(_Entry):

@@ -88,7 +88,6 @@ def test_ctrl_c_says_how_to_resume_and_it_is_true(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_cache: bool
 ) -> None:
     monkeypatch.setattr("storyreel.rendering.load_backend", lambda group, name: Interrupting)
-    monkeypatch.setattr("storyreel.rendering.open_generator", lambda name, options: Interrupting(options))
     path, out = story(tmp_path), tmp_path / "out"
     flag = ["--no-cache"] if no_cache else []
     monkeypatch.setenv("PRESS_CTRL_C", "1")

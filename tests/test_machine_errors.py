@@ -23,6 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from storyreel.cli import app
+from storyreel.errors import OutOfMemory
 from storyreel.generators.animatic import AnimaticGenerator
 from storyreel.manifest import Manifest
 
@@ -73,7 +74,6 @@ if freeze:
             Freezing.made += 1
             return super().generate(request, progress)
     storyreel.rendering.load_backend = lambda group, name: Freezing
-    storyreel.rendering.open_generator = lambda name, options: Freezing(options)
 
 from storyreel.cli import main
 sys.argv[0] = "storyreel"
@@ -261,7 +261,7 @@ class NeverFits(AnimaticGenerator):
 
     def generate(self, request, progress=None):  # type: ignore[no-untyped-def, override]
         if request.shot.id == "dip":
-            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise OutOfMemory("shot 'dip' ran out of cuda memory: Tried to allocate 20.00 GiB")
         return super().generate(request, progress)
 
 
@@ -275,7 +275,6 @@ def test_a_shot_that_fits_no_step_of_the_memory_ladder_is_exit_1_with_the_fix(
     path = tmp_path / "story.yaml"
     path.write_text(yaml.safe_dump(board))
     monkeypatch.setattr("storyreel.rendering.load_backend", lambda group, name: NeverFits)
-    monkeypatch.setattr("storyreel.rendering.open_generator", lambda name, options: NeverFits(options))
     result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / "out")])
     message = one_line(result.output)
     assert result.exit_code == 1, result.output

@@ -1,0 +1,74 @@
+"""What a render gives up, in order, when a shot does not fit in the device's memory.
+
+A generator reports a shot that did not fit by raising :class:`storyreel.errors.OutOfMemory` (the
+generator contract); the core never needs to know the library's own error. The shot is then tried
+again, after the generator has returned what memory it can, along a ladder:
+
+1. the shot as planned;
+2. ``offload``: the generator keeps its weights off the accelerator between uses, if it can and does
+   not already (it stays that way for the rest of the render);
+3. ``base_num_frames=N``: diffusion-forcing windows 20 frames shorter each time, as long as a window
+   stays valid and longer than the overlap. The shot's frames are the same; only the windows that
+   make them change, so each needs less memory.
+
+The steps taken go into the manifest's ``degraded``; a shot that fits at no step is an OutOfMemory
+with the fix, and the render saves every other shot before it reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from .errors import OutOfMemory
+from .generate import Clip, Generator, ProgressCallback, ShotRequest, run_generator
+from .plan import ShotPlan, with_base_frames
+
+WINDOW_STEP = 20  # frames: five latent frames, one causal block of the asynchronous settings
+
+
+def smaller_windows(shot: ShotPlan) -> list[ShotPlan]:
+    """``shot`` planned with ever shorter diffusion-forcing windows (:data:`WINDOW_STEP` frames less each
+    time), as long as the window stays valid and longer than the overlap."""
+    replanned = []
+    base = shot.settings.base_num_frames - WINDOW_STEP
+    while base > shot.settings.overlap_history:
+        candidate = with_base_frames(shot, base)
+        if candidate is not None:
+            replanned.append(candidate)
+        base -= WINDOW_STEP
+    return replanned
+
+
+def generate_fitting(
+    generator: Generator, request: ShotRequest, note: Callable[[str], None], progress: ProgressCallback
+) -> tuple[Clip, list[str]]:
+    """Generate a shot, going down the ladder while it does not fit. Returns the clip and the steps taken."""
+    shot_id = request.shot.id
+    steps: list[tuple[str, ShotRequest]] = [("", request)]
+    if not generator.offloading:
+        steps.append(("offload", request))
+    steps += [
+        (f"base_num_frames={s.settings.base_num_frames}", replace(request, shot=s))
+        for s in smaller_windows(request.shot)
+    ]
+    taken: list[str] = []
+    for number, (step, attempt) in enumerate(steps):
+        if step == "offload" and not generator.enable_offload():
+            continue  # this generator cannot make room that way
+        if step:
+            taken.append(step)
+        try:
+            return run_generator(generator, attempt, progress), taken
+        except OutOfMemory:
+            generator.release_memory()
+            last = number == len(steps) - 1
+            note(
+                f"shot '{shot_id}' ran out of GPU memory"
+                + (f" with {', '.join(taken)}" if taken else "")
+                + ("" if last else "; trying again with less")
+            )
+    raise OutOfMemory(
+        f"shot '{shot_id}' does not fit in GPU memory even with {', '.join(taken) or 'the settings given'}; "
+        "fix: a smaller resolution, fewer frames per window (generation.base_num_frames), --offload, or a larger GPU"
+    )
