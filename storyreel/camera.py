@@ -62,11 +62,14 @@ _ANGLE_ALIASES = {
 }
 
 
+_CLOSE_UP = re.compile(r"\bclose ?up\b")
+
+
 def _normalise(text: str, suffix: str) -> str:
     word = " ".join(text.strip().lower().replace("_", " ").split())
     if word.endswith(" " + suffix):
         word = word[: -len(suffix) - 1]
-    word = re.sub(r"\bclose ?up\b", "close-up", word)
+    word = _CLOSE_UP.sub("close-up", word)
     word = word.replace("eye level", "eye-level").replace("over the shoulder", "over-the-shoulder")
     word = word.replace("bird's eye", "bird's-eye").replace("worm's eye", "worm's-eye")
     return word
@@ -112,6 +115,13 @@ MOVE_PHRASES: dict[str, tuple[str, ...]] = {
     "handheld": ("handheld", "hand-held", "shaky"),
 }
 MOVES: tuple[str, ...] = tuple(MOVE_PHRASES)
+# Compiled once, longest phrase first (a storyboard of thousands of shots parses thousands of moves).
+_MOVE_PATTERNS = [
+    (re.compile(r"\b" + re.escape(phrase) + r"\b"), kind)
+    for phrase, kind in sorted(
+        ((phrase, kind) for kind, names in MOVE_PHRASES.items() for phrase in names), key=lambda p: -len(p[0])
+    )
+]
 _SPEEDS = {
     "slow": 0.6,
     "slowly": 0.6,
@@ -144,11 +154,8 @@ def parse_move(text: str | None) -> CameraMove:
     lowered = " ".join(text.lower().replace("_", " ").split())
     found: list[tuple[int, str]] = []
     taken = [False] * len(lowered)
-    phrases = sorted(
-        ((phrase, kind) for kind, names in MOVE_PHRASES.items() for phrase in names), key=lambda p: -len(p[0])
-    )
-    for phrase, kind in phrases:
-        for match in re.finditer(r"\b" + re.escape(phrase) + r"\b", lowered):
+    for pattern, kind in _MOVE_PATTERNS:
+        for match in pattern.finditer(lowered):
             if any(taken[match.start() : match.end()]):
                 continue
             taken[match.start() : match.end()] = [True] * (match.end() - match.start())
