@@ -21,6 +21,7 @@ import functools
 import itertools
 import math
 import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -335,6 +337,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for a number: `frames: true` would be one frame.
+        if isinstance(value, bool) and info.field_name is not None:
+            types = _types_in(cls.model_fields[info.field_name].annotation)
+            if bool not in types and types & {int, float}:
+                raise _fail(f"{str(value).lower()} was read as true/false, not as a number", "write a number")
+        return value
+
+
+def _types_in(annotation: Any) -> set[Any]:
+    """Every type a field annotation admits (``int | None`` -> {int, NoneType})."""
+    found = {annotation}
+    for argument in typing.get_args(annotation):
+        found |= _types_in(argument)
+    return found
 
 
 def _not_blank(what: str, fix: str) -> AfterValidator:
@@ -1060,8 +1080,8 @@ def _parse(
 
 
 def _under(field: str, failed: set[str]) -> bool:
-    """Whether a problem at ``field`` lies at or under a field that already failed."""
-    return any(field == f or field.startswith((f + ".", f + "[")) for f in failed if f)
+    """Whether a problem at ``field`` lies at or under a field that already failed (one lookup per level)."""
+    return field in failed or any(field[:i] in failed for i, c in enumerate(field) if c in ".[" and i)
 
 
 # Values that let a storyboard validate when a required (or referenced) field of it failed; problems found at
@@ -1194,13 +1214,13 @@ def _problems_from_validation(exc: ValidationError, source: SourceMap, data: Any
             message = f"there are no {path[-1]}"
             fix = "add at least one" + (" scene with a shot" if path[-1] == "scenes" else " shot")
         elif kind == "string_pattern_mismatch" and path and path[-1] == "id":
-            message = f"id {error['input']!r} may hold only letters, digits, '-', '_' and '.'"
+            message = f"id {_shown(error['input'])} may hold only letters, digits, '-', '_' and '.'"
             fix = "it names the shot's file, e.g. `id: swan-glide`"
         elif kind == "string_pattern_mismatch":
-            message = f"{error['input']!r} is not a valid name"
+            message = f"{_shown(error['input'])} is not a valid name"
             fix = "use letters, digits and '_' (it is written as {{ name }} in prompts)"
         elif kind == "literal_error":
-            message = f"{error['input']!r} is not allowed"
+            message = f"{_shown(error['input'])} is not allowed"
             fix = error["msg"].replace("Input should be", "use")
         elif kind in ("less_than_equal", "less_than", "greater_than_equal", "greater_than"):
             bound = {
@@ -1209,10 +1229,10 @@ def _problems_from_validation(exc: ValidationError, source: SourceMap, data: Any
                 "greater_than_equal": "at least",
                 "greater_than": "above",
             }[kind]
-            message = f"{shown} is out of bounds: `{path[-1]}` must be {bound} {limit}"
+            message = f"{_shown(shown, quote=False)} is out of bounds: `{path[-1]}` must be {bound} {limit}"
             fix = _BOUND_FIXES.get(str(path[-1]), "")
         elif kind == "finite_number":
-            message = f"{shown} is not a finite number"
+            message = f"{_shown(shown, quote=False)} is not a finite number"
             fix = _BOUND_FIXES.get(str(path[-1]), "write a number")
         elif kind == "string_type" and isinstance(shown, bool):
             message = f"{str(shown).lower()} was read as true/false, not as text"
@@ -1220,7 +1240,7 @@ def _problems_from_validation(exc: ValidationError, source: SourceMap, data: Any
         else:
             message = error["msg"][0].lower() + error["msg"][1:]
             if not isinstance(shown, (dict, list)):
-                message = f"{shown!r}: {message}"
+                message = f"{_shown(shown)}: {message}"
         if path and path[-1] == "storyreel" and kind in ("int_parsing", "int_from_float"):
             fix = f"write `storyreel: {FORMAT_VERSION}`"
         position = source.locate(path, key=key)
@@ -1235,6 +1255,12 @@ def _problems_from_validation(exc: ValidationError, source: SourceMap, data: Any
             )
         )
     return _unique(problems)
+
+
+def _shown(value: Any, *, quote: bool = True) -> str:
+    """A value as a message shows it: as written, cut short when it is long."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= 60 else text[:50] + f"... ({len(text):,} characters)"
 
 
 def _as_written(path: Path_, data: Any) -> Path_:

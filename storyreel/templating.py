@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import re
 import string
@@ -176,12 +177,25 @@ class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
     def _checked_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         check = _FILTER_CHECKS.get(name)
+        signature = inspect.signature(function) if check is not None else None
+        # Jinja2 passes some filters its environment or eval context first; a filter with both a sync and an
+        # async variant shows the sync signature, without that first parameter.
+        first = next(iter(signature.parameters), "") if signature is not None else ""
+        passed = getattr(function, "jinja_pass_arg", None) is not None and first not in _PASSED
 
         @functools.wraps(function)  # keeps jinja_pass_arg, which tells Jinja2 what to pass first
         def filtered(*args: Any, **kwargs: Any) -> Any:
             self.tick()
-            if check is not None:
-                args = check(args, kwargs)
+            if check is not None and signature is not None:
+                head, rest = (args[:1], args[1:]) if passed else ((), args)
+                try:
+                    bound = signature.bind(*rest, **kwargs)
+                except TypeError:
+                    bound = None  # the call itself is wrong: the filter says how
+                if bound is not None:
+                    bound.apply_defaults()
+                    check(bound.arguments)  # by parameter name
+                    args, kwargs = head + bound.args, bound.kwargs
             return _checked(function(*args, **kwargs), f"the {name} filter")
 
         return filtered
@@ -230,9 +244,7 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
             if isinstance(seq, _SEQUENCES) and isinstance(count, int):
                 _check_items(len(seq) * count, f"repeating a {type(seq).__name__} {count:,} times")
         if isinstance(left, int) and isinstance(right, int):
-            _check_int(
-                1 << min(left.bit_length() + right.bit_length(), MAX_INT_BITS + 1), f"{left} * {right}"
-            )
+            _check_int(1 << min(left.bit_length() + right.bit_length(), MAX_INT_BITS + 1), "a product")
     elif operator == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
         _check_items(len(left) + len(right), "joining with +")
     elif operator == "%" and isinstance(left, str):
@@ -298,65 +310,67 @@ def _check_method(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         _check_format(owner)
 
 
-def _check_join(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    # join(value, d="", attribute=None): the items are counted before the separator is repeated between them
-    items = list(args[1]) if len(args) > 1 and isinstance(args[1], Iterable) else None
-    if items is None:
-        return args
-    separator = str(_int_arg(args, kwargs, 2, "d", ""))
-    _check_items(len(separator) * len(items), "the join filter")
-    return (args[0], items, *args[2:])
+def _check_join(arguments: dict[str, Any]) -> None:
+    # The items are counted (and kept, for the filter) before the separator is repeated between them.
+    if isinstance(arguments.get("value"), Iterable) and not isinstance(arguments["value"], str):
+        arguments["value"] = items = list(arguments["value"])
+        _check_items(len(str(arguments.get("d") or "")) * len(items), "the join filter")
 
 
-def _check_size_arg(position: int, name: str, default: Any) -> Callable[..., tuple[Any, ...]]:
-    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        size = _int_arg(args, kwargs, position, name, default)
+def _check_size(name: str) -> Callable[[dict[str, Any]], None]:
+    def check(arguments: dict[str, Any]) -> None:
+        size = arguments.get(name)
         if isinstance(size, int):
             _check_items(size, f"{name}={size}")
-        return args
 
     return check
 
 
-def _check_indent(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    text, width = str(args[0]) if args else "", _int_arg(args, kwargs, 1, "width", 4)
+def _check_indent(arguments: dict[str, Any]) -> None:
+    text, width = str(arguments.get("s", "")), arguments.get("width", 4)
     step = width if isinstance(width, int) else len(str(width))
     _check_items(len(text) + (text.count("\n") + 1) * step, "the indent filter")
-    return args
 
 
-def _check_replace(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    # replace(eval_ctx, s, old, new, count=None)
-    if len(args) >= 4:
-        text, old, new = str(args[1]), str(args[2]), str(args[3])
-        hits = text.count(old) if old else len(text) + 1
-        _check_items(len(text) + hits * len(new), "the replace filter")
-    return args
+def _check_replace(arguments: dict[str, Any]) -> None:
+    text, old, new = (str(arguments.get(key, "")) for key in ("s", "old", "new"))
+    hits = text.count(old) if old else len(text) + 1
+    _check_items(len(text) + hits * len(new), "the replace filter")
 
 
-def _check_wordwrap(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    # wordwrap(environment, s, width=79, break_long_words=True, wrapstring=None, ...)
-    text = str(args[1]) if len(args) > 1 else ""
-    wrap = _int_arg(args, kwargs, 4, "wrapstring", None)
-    _check_items(len(text) * (1 + len(str(wrap or "\n"))), "the wordwrap filter")
-    return args
+def _check_wordwrap(arguments: dict[str, Any]) -> None:
+    text = str(arguments.get("s", ""))
+    _check_items(len(text) * (1 + len(str(arguments.get("wrapstring") or "\n"))), "the wordwrap filter")
 
 
-def _check_format_filter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    if args and isinstance(args[0], str):
-        _check_printf(args[0])
-    return args
+def _check_sum(arguments: dict[str, Any]) -> None:
+    # sum(start=[]) adds lists (or strings) one by one, copying the growing total each time: bounded by what
+    # that copying costs, not only by the result.
+    if isinstance(arguments.get("start"), (list, tuple, str)) and isinstance(
+        arguments.get("iterable"), Iterable
+    ):
+        arguments["iterable"] = items = list(arguments["iterable"])
+        total = sum(len(item) for item in items if isinstance(item, (list, tuple, str)))
+        _check_items(total, "the sum filter")
+        _check_items(total * len(items) // 100, "the sum filter's copying")
 
 
-_FILTER_CHECKS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]] = {
-    "center": _check_size_arg(1, "width", 80),
-    "batch": _check_size_arg(1, "linecount", 0),
-    "slice": _check_size_arg(1, "slices", 0),
+def _check_format_filter(arguments: dict[str, Any]) -> None:
+    if isinstance(arguments.get("value"), str):
+        _check_printf(arguments["value"])
+
+
+_PASSED = ("eval_ctx", "environment", "env", "context", "ctx")
+_FILTER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "center": _check_size("width"),
+    "batch": _check_size("linecount"),
+    "slice": _check_size("slices"),
     "indent": _check_indent,
     "join": _check_join,
     "replace": _check_replace,
     "wordwrap": _check_wordwrap,
     "format": _check_format_filter,
+    "sum": _check_sum,
 }
 
 

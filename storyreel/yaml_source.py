@@ -142,6 +142,8 @@ def resolve_plain(text: str, *, written_numbers: bool = False) -> Any:
     if text in _BOOL:
         return _BOOL[text]
     if _INT.match(text):
+        if len(text) > 4000:  # past what Python converts (4300 digits); no field wants such a number
+            return text
         return WrittenInt(text) if written_numbers else int(text)
     if _FLOAT.match(text):
         value = float(text)  # may be inf for 1e999, which the fields that need a finite number refuse
@@ -276,6 +278,9 @@ class _Builder:
         self.count(1, position, False)
         if is_key:
             self.key(value, position, event.tag is None and event.implicit[0] and value == "<<")
+            return
+        if self.stack and self.stack[-1].key is _MERGE:  # `<<: 5`: reported by merge()
+            self.merge(self.stack[-1], [(value, [])], position)
             return
         self.record(path, position, False, detached)
         if self.refuse_yes_no and event.tag is None and event.implicit[0] and value in YES_NO_WORDS:

@@ -662,6 +662,30 @@ def test_documents_that_cannot_be_read_are_positioned_errors(write_story, text, 
     assert only_problem(path).startswith(f"{path}:{expected}")
 
 
+@pytest.mark.parametrize(
+    ("shot", "expected"),
+    [
+        (
+            "{id: x, prompt: p, frames: true}",
+            "frames: true was read as true/false, not as a number; write a number",
+        ),
+        (
+            "{<<: 5, id: x, prompt: p, duration: 1}",
+            "scenes[0].shots[0]: `<<:` merges a mapping into this one",
+        ),
+        ("{id: x, prompt: p, frames: " + "9" * 5000 + "}", "exceeded maximum size"),
+        ("{id: x, prompt: p, duration: 1, caption: " + "x" * 5000 + "}", None),
+    ],
+)
+def test_odd_values_are_refused_or_read_as_written(write_story, shot, expected):
+    path = write_story(ONE_SHOT + "      - " + shot + "\n")
+    if expected is None:
+        assert load_storyboard(path).scenes[0].shots[0].caption == "x" * 5000
+        return
+    message = only_problem(path)
+    assert expected in message and len(message) < 400, message
+
+
 def test_a_huge_file_is_refused_before_it_is_parsed(write_story):
     text = "storyreel: 1\ntitle: '" + "x" * (9 * 1024 * 1024) + "'\n"
     path = write_story(text)

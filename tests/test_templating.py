@@ -95,6 +95,26 @@ def only_problem(path, **kwargs) -> str:
             "produce fewer shots, or split the film into several storyboards",
         ),
         (
+            "{{ [1] | slice(1000000000) | list }}",
+            "slices=1000000000 would build a value of 1,000,000,000 items, more than the 1,000,000 a template may",
+            "build smaller strings and lists",
+        ),
+        (
+            "{{ range(100000) | join('x' * 100000) }}",
+            "the join filter would build a value of 10,000,000,000 items, more than the 1,000,000 a template may",
+            "build smaller strings and lists",
+        ),
+        (
+            "{{ ([[1] * 1000] * 1000) | sum(start=[]) | length }}",
+            "the sum filter's copying would build a value of 10,000,000 items, more than the 1,000,000 a template may",
+            "build smaller strings and lists",
+        ),
+        (
+            "{% set ns = namespace(n=3) %}{% for i in range(100) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+            "a product would be a number of more than 4096 bits",
+            "use smaller numbers",
+        ),
+        (
             "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
             "the template took more than 2s to render",
             "simplify the loops or expressions here; a storyboard template needs only a fraction of that",
