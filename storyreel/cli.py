@@ -399,7 +399,7 @@ def _rendered_hint(story: Path, var: list[str] | None) -> Iterator[None]:
     try:
         yield
     except StoryboardError as exc:
-        if story.name.endswith(".j2") and any(p.field not in ("template", "vars") for p in exc.problems):
+        if any(p.file.endswith(" (rendered)") for p in exc.problems):
             again = " ".join(
                 ["storyreel validate", str(story), *(f"--var {v}" for v in var or []), "--print-yaml"]
             )

@@ -801,6 +801,9 @@ class Storyboard(_Model):
         shot_ids = [shot.id for _, _, _, shot in self.iter_shots()]
         known_scenes = set(scene_ids) | self._refused_names  # sets: one lookup per reference, not a scan
         known_shots = set(shot_ids) | self._refused_names
+        suggest_scene = _Suggest(scene_ids, "scene ids")
+        suggest_shot = _Suggest(shot_ids, "shot ids")
+        suggest_character = _Suggest(list(self.characters), "characters")
         for si, scene in enumerate(self.scenes):
             for ai, other in enumerate(scene.after):
                 path: Path_ = ("scenes", si, "after", ai)
@@ -809,11 +812,7 @@ class Storyboard(_Model):
                         self.problem(path, f"scene '{scene.id}' cannot come after itself", "remove it")
                     )
                 elif other not in known_scenes:
-                    problems.append(
-                        self.problem(
-                            path, f"unknown scene '{other}'", _suggest(other, scene_ids, "scene ids")
-                        )
-                    )
+                    problems.append(self.problem(path, f"unknown scene '{other}'", suggest_scene(other)))
         for si, hi, _, shot in self.iter_shots():
             base: Path_ = ("scenes", si, "shots", hi)
             if shot.continues is not None:
@@ -828,7 +827,7 @@ class Storyboard(_Model):
                         self.problem(
                             base + ("continues",),
                             f"unknown shot '{shot.continues}'",
-                            _suggest(shot.continues, shot_ids, "shot ids"),
+                            suggest_shot(shot.continues),
                         )
                     )
             for ci, name in enumerate(shot.characters):
@@ -837,7 +836,7 @@ class Storyboard(_Model):
                         self.problem(
                             base + ("characters", ci),
                             f"unknown character '{name}'",
-                            _suggest(name, list(self.characters), "characters")
+                            suggest_character(name)
                             + " (define characters under the top-level `characters:`)",
                         )
                     )
@@ -866,7 +865,7 @@ class Storyboard(_Model):
 
     def _prompt_problems(self) -> list[Problem]:
         problems: list[Problem] = []
-        known = list(self.characters)
+        suggest = _Suggest(list(self.characters), "characters")
         descriptions = {name: character.description for name, character in self.characters.items()}
         texts: list[tuple[Path_, str]] = [
             (("scenes", si, "shots", hi, "prompt"), shot.prompt) for si, hi, _, shot in self.iter_shots()
@@ -890,8 +889,7 @@ class Storyboard(_Model):
                     self.problem(
                         path,
                         f"unknown character '{name}' in {{{{ {name} }}}}",
-                        _suggest(name, known, "characters")
-                        + " (define it under the top-level `characters:`)",
+                        suggest(name) + " (define it under the top-level `characters:`)",
                     )
                 )
             if not unknown:
@@ -940,16 +938,33 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-def _suggest(name: str, known: list[str], what: str) -> str:
-    known = list(dict.fromkeys(known))
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    if len(known) > 10:  # a film of thousands of shots is not listed in full
-        return f"known {what}: " + ", ".join(known[:10]) + f" and {len(known) - 10} more"
-    if known:
-        return f"known {what}: " + ", ".join(known)
-    return f"there are no {what} defined"
+class _Suggest:
+    """ "did you mean ...?" for names that are not known, built once for a whole check.
+
+    Fuzzy matching every unknown reference of a long film against every id would be quadratic: past 1,000
+    known names, only those that start alike and are about as long are compared.
+    """
+
+    def __init__(self, known: list[str], what: str):
+        self.known = list(dict.fromkeys(known))
+        self.what = what
+        self.by_start: dict[str, list[str]] = {}
+        if len(self.known) > 1000:
+            for name in self.known:
+                self.by_start.setdefault(name[:2], []).append(name)
+
+    def __call__(self, name: str) -> str:
+        candidates = self.known
+        if self.by_start:
+            candidates = [k for k in self.by_start.get(name[:2], []) if abs(len(k) - len(name)) <= 2][:1000]
+        close = difflib.get_close_matches(name, candidates, n=1)
+        if close:
+            return f"did you mean '{close[0]}'?"
+        if len(self.known) > 10:  # a film of thousands of shots is not listed in full
+            return f"known {self.what}: " + ", ".join(self.known[:10]) + f" and {len(self.known) - 10} more"
+        if self.known:
+            return f"known {self.what}: " + ", ".join(self.known)
+        return f"there are no {self.what} defined"
 
 
 def storyboard_schema() -> dict[str, Any]:

@@ -536,6 +536,15 @@ def _character_names(draft: str) -> list[str]:
 
 def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) -> str:
     """Render a ``.yaml.j2`` storyboard; errors name the template line and the variable."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise StoryboardError.single(
+            file,
+            None,
+            None,
+            "",
+            f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
+            "split the film into several storyboards",
+        )
     declared, _ = _vars_block(text, file)
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -562,6 +571,15 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
             "template",
             f"template syntax error: {exc.message}",
             "check the {% %} and {{ }} tags",
+        ) from None
+    except RecursionError:  # Jinja2 parses and compiles recursively
+        raise StoryboardError.single(
+            file,
+            None,
+            None,
+            "template",
+            "the template nests its tags or brackets too deeply to be read",
+            "nest fewer {% if %}/{% for %} blocks or brackets inside each other",
         ) from None
     template.filename = file  # so tracebacks (and _template_line) name this file
     template_echo.filename = file

@@ -928,3 +928,12 @@ def test_a_long_film_lists_only_some_known_ids(write_story):
     assert only_problem(path).endswith(
         "unknown shot 'zzzzz'; known shot ids: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 21 more"
     )
+
+
+def test_a_long_film_still_suggests_close_ids(write_story):
+    shots = "".join(f"      - {{id: shot-{i}, prompt: p, duration: 1}}\n" for i in range(1200))
+    path = write_story(
+        ONE_SHOT + shots + "      - {id: heron-dive, prompt: p, duration: 1}\n"
+        "      - {id: last, prompt: p, duration: 1, continues: heron-dvie}\n"
+    )
+    assert only_problem(path).endswith("unknown shot 'heron-dvie'; did you mean 'heron-dive'?")

@@ -226,3 +226,20 @@ def test_var_values_are_read_with_the_storyboard_rules():
     assert parse_var("n=3") == ("n", 3)
     with pytest.raises(StoryboardError, match="'off' could mean the word or a yes/no value"):
         parse_var("lights=off")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["{% if 1 %}" * 2000 + "{% endif %}" * 2000, "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"],
+)
+def test_a_template_nested_too_deeply_to_parse_is_an_error(write_story, line):
+    path = write_story(HEAD + line + "\n" + SHOT, "deep.yaml.j2")
+    assert only_problem(path) == (
+        f"{path}: template: the template nests its tags or brackets too deeply to be read; nest fewer "
+        "{% if %}/{% for %} blocks or brackets inside each other"
+    )
+
+
+def test_a_template_larger_than_a_storyboard_is_refused_before_it_is_compiled(write_story):
+    path = write_story(HEAD + SHOT + "{# " + "x" * (9 * 1024 * 1024) + " #}\n", "big.yaml.j2")
+    assert "more than the 8,388,608 a storyboard may have" in only_problem(path)
