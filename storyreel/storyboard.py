@@ -88,7 +88,8 @@ MAX_PIXELS = 1920 * 1088
 MAX_BASE_NUM_FRAMES = 257  # 65 latent frames: more than twice the 720P window
 MAX_CAUSAL_BLOCK_SIZE = 65
 MAX_AR_STEP = 100
-MAX_PROMPT_CHARS = 10_000  # after {{ character }} references are filled in; the text encoder reads 512 tokens
+MAX_PROMPT_CHARS = 100_000  # one prompt, its {{ character }} references filled in
+MAX_FILM_PROMPT_CHARS = 20_000_000  # every prompt and setting of the film, filled in
 
 # --- scalar formats -------------------------------------------------------------------------------------------
 
@@ -171,7 +172,6 @@ FadeDuration = Annotated[
     _at_most(MAX_AUDIO_FADE_SECONDS, "an audio fade may last", "use a duration such as 1s or 2s"),
     _duration_schema(MAX_AUDIO_FADE_SECONDS),
 ]
-Duration = ShotDuration  # the name earlier versions exported
 
 
 def parse_resolution(value: Any) -> str:
@@ -318,7 +318,7 @@ def _too_long(size: int) -> tuple[str, str]:
     return (
         f"filled in with the character descriptions it is {size:,} characters, more than the "
         f"{MAX_PROMPT_CHARS:,} a prompt may have",
-        "shorten it or the descriptions; the text encoder reads only about 512 tokens",
+        "shorten it or the descriptions (the video model's text encoder reads only about 512 tokens)",
     )
 
 
@@ -866,6 +866,7 @@ class Storyboard(_Model):
     def _prompt_problems(self) -> list[Problem]:
         problems: list[Problem] = []
         suggest = _Suggest(list(self.characters), "characters")
+        total, over = 0, False
         descriptions = {name: character.description for name, character in self.characters.items()}
         texts: list[tuple[Path_, str]] = [
             (("scenes", si, "shots", hi, "prompt"), shot.prompt) for si, hi, _, shot in self.iter_shots()
@@ -894,8 +895,19 @@ class Storyboard(_Model):
                 )
             if not unknown:
                 size = _expanded_size(text, references, descriptions)
+                total += size
                 if size > MAX_PROMPT_CHARS:
                     problems.append(self.problem(path, *_too_long(size)))
+                elif total > MAX_FILM_PROMPT_CHARS and not over:
+                    over = True  # said once, where the film's prompts grow past the bound
+                    problems.append(
+                        self.problem(
+                            path,
+                            f"with this one, the film's prompts and settings, filled in, add up to more than "
+                            f"{MAX_FILM_PROMPT_CHARS:,} characters",
+                            "reference long character descriptions less often, or split the film",
+                        )
+                    )
         return problems
 
     def _asset_problems(self, allow_outside: bool) -> list[Problem]:

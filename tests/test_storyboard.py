@@ -795,14 +795,30 @@ def test_whitespace_only_prompts_and_descriptions_are_refused(write_story, field
 def test_an_expanded_prompt_is_bounded(write_story):
     path = write_story(
         "storyreel: 1\ncharacters:\n  swan: {description: '"
-        + "x" * 3000
+        + "x" * 30_000
         + "'}\nscenes:\n  - id: a\n    shots:\n"
         "      - {id: x, prompt: '{{ swan }} {{ swan }} {{ swan }} {{ swan }}', duration: 1}\n"
     )
     assert only_problem(path) == (
-        f"{path}:7:25: scenes[0].shots[0].prompt: filled in with the character descriptions it is 12,003 characters, "
-        "more than the 10,000 a prompt may have; shorten it or the descriptions; the text encoder reads only about "
-        "512 tokens"
+        f"{path}:7:25: scenes[0].shots[0].prompt: filled in with the character descriptions it is 120,003 "
+        "characters, more than the 100,000 a prompt may have; shorten it or the descriptions (the video model's "
+        "text encoder reads only about 512 tokens)"
+    )
+
+
+def test_the_film_s_expanded_prompts_are_bounded_together(write_story):
+    shots = "".join(
+        f"      - {{id: s{i}, prompt: '{{{{ swan }}}} {{{{ swan }}}}', duration: 1}}\n" for i in range(300)
+    )
+    path = write_story(
+        "storyreel: 1\ncharacters:\n  swan: {description: '"
+        + "x" * 40_000
+        + "'}\nscenes:\n  - id: a\n    shots:\n"
+        + shots
+    )
+    assert only_problem(path) == (
+        f"{path}:256:28: scenes[0].shots[249].prompt: with this one, the film's prompts and settings, filled in, add "
+        "up to more than 20,000,000 characters; reference long character descriptions less often, or split the film"
     )
 
 
