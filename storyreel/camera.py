@@ -110,11 +110,14 @@ _SHOT_ALIASES = {alias: word for word, framing in FRAMINGS.items() for alias in 
 _ANGLE_ALIASES = {alias: word for word, viewpoint in VIEWPOINTS.items() for alias in viewpoint.aliases}
 
 
+_CLOSE_UP = re.compile(r"\bclose ?up\b")
+
+
 def _normalise(text: str, suffix: str) -> str:
     word = " ".join(text.strip().lower().replace("_", " ").split())
     if word.endswith(" " + suffix):
         word = word[: -len(suffix) - 1]
-    word = re.sub(r"\bclose ?up\b", "close-up", word)
+    word = _CLOSE_UP.sub("close-up", word)
     word = word.replace("eye level", "eye-level").replace("over the shoulder", "over-the-shoulder")
     word = word.replace("bird's eye", "bird's-eye").replace("worm's eye", "worm's-eye")
     return word
@@ -190,6 +193,14 @@ MOVE_KINDS: dict[str, MoveKind] = {
     "handheld": MoveKind(("handheld", "hand-held", "shaky"), None),
 }
 MOVES: tuple[str, ...] = tuple(MOVE_KINDS)
+# Compiled once, longest phrase first (a storyboard of thousands of shots parses thousands of moves).
+_MOVE_PATTERNS = [
+    (re.compile(r"\b" + re.escape(phrase) + r"\b"), kind)
+    for phrase, kind in sorted(
+        ((phrase, kind) for kind, move in MOVE_KINDS.items() for phrase in move.phrases),
+        key=lambda p: -len(p[0]),
+    )
+]
 SPEEDS = {
     "slow": 0.6,
     "slowly": 0.6,
@@ -224,12 +235,8 @@ def parse_move(text: str | None) -> CameraMove:
     lowered = " ".join(text.lower().replace("_", " ").split())
     found: list[tuple[int, str]] = []
     taken = [False] * len(lowered)
-    phrases = sorted(
-        ((phrase, kind) for kind, move in MOVE_KINDS.items() for phrase in move.phrases),
-        key=lambda p: -len(p[0]),
-    )
-    for phrase, kind in phrases:
-        for match in re.finditer(r"\b" + re.escape(phrase) + r"\b", lowered):
+    for pattern, kind in _MOVE_PATTERNS:
+        for match in pattern.finditer(lowered):
             if any(taken[match.start() : match.end()]):
                 continue
             taken[match.start() : match.end()] = [True] * (match.end() - match.start())

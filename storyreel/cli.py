@@ -43,7 +43,20 @@ AllowOutside = Annotated[
 ]
 Vars = Annotated[
     list[str] | None,
-    typer.Option("--var", help="template variable NAME=VALUE for a .yaml.j2 storyboard (repeatable)"),
+    typer.Option(
+        "--var",
+        help="template variable NAME=VALUE for a .yaml.j2 storyboard (repeatable); the value is read as YAML "
+        "and must fit on one line",
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=2**32 - 1,
+        help="film seed (0 to 4294967295): replaces the storyboard's film seed and every scene's seed; "
+        "a seed set on a shot itself is kept",
+    ),
 ]
 
 EnhancerName = Annotated[
@@ -92,6 +105,8 @@ def _errors(interrupted: str = "") -> Iterator[None]:
     except StoryreelError as exc:
         for line in str(exc).splitlines():
             err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+        for note in getattr(exc, "__notes__", []):
+            err.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
         if exc.exit_code == 2:
             _internal_failure = True
         raise typer.Exit(exc.exit_code) from None
@@ -163,7 +178,7 @@ def render(
             help="render only these shots (and those they continue); repeat or separate with commas"
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="film seed, replacing the storyboard's")] = None,
+    seed: Seed = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="generate every shot again instead of reusing cached ones")
     ] = False,
@@ -364,27 +379,64 @@ class _RichProgress:
 
 
 @app.command()
-def validate(story: Story, allow_outside: AllowOutside = False, var: Vars = None) -> None:
+def validate(
+    story: Story,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+    print_yaml: Annotated[
+        bool,
+        typer.Option(
+            "--print-yaml",
+            help="print the YAML the storyboard is read as on stdout (what a .yaml.j2 template renders to), "
+            "also when it does not validate",
+        ),
+    ] = False,
+) -> None:
     """Check STORY; exit 0, or 1 with file:line:col messages for every problem."""
     from .plan import plan_film
-    from .storyboard import load_storyboard
+    from .storyboard import load_storyboard, storyboard_yaml
 
-    with _errors():
-        board = load_storyboard(story, allow_outside=allow_outside, template_vars=_template_vars(var))
+    with _errors(), _rendered_hint(story, var):
+        template_vars = _template_vars(var)
+        if print_yaml:
+            sys.stdout.write(storyboard_yaml(story, template_vars=template_vars))
+            sys.stdout.flush()
+        board = load_storyboard(story, allow_outside=allow_outside, template_vars=template_vars)
         plan = plan_film(board, allow_outside=allow_outside)
         for note in plan.notes:
             err.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
-        out.print(
+        (err if print_yaml else out).print(  # with --print-yaml, stdout holds only the YAML
             f"[green]ok[/] {story}: {len(board.scenes)} scene(s), {len(plan.shots)} shot(s), "
             f"{plan.film_frames} frames ({plan.film_seconds:.2f}s at {plan.fps} fps, {plan.width}x{plan.height})"
         )
+
+
+@contextmanager
+def _rendered_hint(story: Path, var: list[str] | None) -> Iterator[None]:
+    """After errors located in a template's rendered YAML, say how to see that YAML."""
+    from .errors import StoryboardError
+
+    try:
+        yield
+    except StoryboardError as exc:
+        if any(p.file.endswith(" (rendered)") for p in exc.problems):
+            again = " ".join(
+                ["storyreel validate", str(story), *(f"--var {v}" for v in var or []), "--print-yaml"]
+            )
+            notes = [*getattr(exc, "__notes__", [])]
+            notes.append(
+                f"{story} is a template: the positions above are in the YAML it renders to; "
+                f"see that YAML with `{again}`"
+            )
+            exc.__notes__ = notes  # printed after the errors, as Python 3.11's add_note() would
+        raise
 
 
 @app.command()
 def plan(
     story: Story,
     json_output: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
-    seed: Annotated[int | None, typer.Option(help="film seed, replacing the storyboard's")] = None,
+    seed: Seed = None,
     model: Annotated[
         str | None, typer.Option(envvar="STORYREEL_MODEL", help="model for every shot (for the estimate)")
     ] = None,
@@ -395,7 +447,7 @@ def plan(
     from .plan import plan_film
     from .storyboard import load_storyboard
 
-    with _errors():
+    with _errors(), _rendered_hint(story, var):
         board = load_storyboard(story, allow_outside=allow_outside, template_vars=_template_vars(var))
         film = plan_film(board, seed=seed, model=model, allow_outside=allow_outside)
         if json_output:

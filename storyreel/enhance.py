@@ -217,13 +217,15 @@ def film_context(board: Storyboard) -> FilmContext:
 def shot_contexts(board: Storyboard, plan: FilmPlan) -> list[ShotContext]:
     """Every shot of the plan, in timeline order, with the context an enhancer needs."""
     contexts = []
+    titles: dict[str, str | None] = {}  # looked up by id, so that a film of many shots stays linear
+    for scene in board.scenes:
+        titles.setdefault(scene.id, scene.title)
     for shot in plan.shots:
-        _, _, scene, _ = board.find_shot(shot.id)
         contexts.append(
             ShotContext(
                 id=shot.id,
                 scene=shot.scene,
-                scene_title=scene.title,
+                scene_title=titles[shot.scene],
                 setting=shot.setting,
                 prompt=shot.prompt,
                 camera=shot.camera,

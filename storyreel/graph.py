@@ -104,11 +104,14 @@ def build_graph(board: Storyboard) -> ShotGraph:
     nodes: dict[str, ShotNode] = {}
     problems = []
     previous: str | None = None
+    ids = {shot.id for scene in board.scenes for shot in scene.shots}
     for position, (si, hi) in enumerate(timeline):
         shot = board.scenes[si].shots[hi]
         transition = board.transition(si, hi)
         parent = shot.continues
-        if parent is None and transition == "continue":
+        if parent is not None and (parent not in ids or parent == shot.id):
+            parent = None  # the storyboard's checks report it; the rest of the film can still be ordered
+        elif parent is None and transition == "continue":
             parent = previous
             if parent is None:
                 problems.append(

@@ -28,24 +28,29 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .errors import Problem, StoryboardError
-from .graph import build_graph
+from .graph import ShotNode, build_graph
 from .storyboard import (
     DEFAULT_NEGATIVE_PROMPT,
     GENERATION_DEFAULTS,
+    MAX_BASE_NUM_FRAMES,
+    MAX_CAUSAL_BLOCK_SIZE,
+    MAX_SHOT_FRAMES,
     Camera,
     Shot,
     Storyboard,
     resolution_size,
 )
-from .yaml_source import Path_
+from .yaml_source import Path_, collector_paused
 
 Mode = Literal["fresh", "image", "continue"]
+MAX_SEED = 2**32 - 1
 DEFAULT_TRANSITION_SECONDS = 0.5
 VAE_TEMPORAL_STRIDE = 4
 
@@ -143,11 +148,13 @@ class FilmPlan(_Frozen):
     estimate: Estimate
     notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
 
+    _by_id: dict[str, ShotPlan] | None = PrivateAttr(None)
+
     def shot(self, shot_id: str) -> ShotPlan:
-        for shot in self.shots:
-            if shot.id == shot_id:
-                return shot
-        raise KeyError(shot_id)
+        """The plan of one shot (KeyError if there is none); a dictionary lookup, so callers may ask per shot."""
+        if self._by_id is None:
+            self._by_id = {shot.id: shot for shot in reversed(self.shots)}  # the first of equal ids wins
+        return self._by_id[shot_id]
 
     def to_json(self) -> dict[str, Any]:
         """The ``storyreel plan --json`` document."""
@@ -168,26 +175,20 @@ def timestep_rows(num_blocks: int, prefix_blocks: int, steps: int, ar_step: int)
     one; a later block advances by one once the block before it is fully denoised, and otherwise
     trails it by ``ar_step`` (so ``ar_step = 0`` moves every block together: synchronous). Prefix
     blocks start fully denoised. Rows are produced until every block has taken ``steps`` steps.
-    This follows the rule of the reference ``generate_timestep_matrix``, counting only.
+    This follows the rule of the reference ``generate_timestep_matrix``.
+
+    Counted in closed form: the first block to denoise takes ``steps`` rows and each later one finishes
+    ``min(ar_step, steps)`` rows after the block before it (it trails by ``ar_step``, but never waits past
+    the row its predecessor finishes on). Stepping the rule row by row gives the same counts (checked over
+    every window up to 25 blocks and 30 steps), but takes seconds for long asynchronous windows.
 
     >>> timestep_rows(25, 0, 30, 0), timestep_rows(5, 0, 30, 5), timestep_rows(5, 1, 30, 5)
     (30, 50, 45)
     """
     if steps < 1 or num_blocks < 1 or not 0 <= prefix_blocks <= num_blocks:
         raise ValueError(f"bad window: {num_blocks} blocks, {prefix_blocks} prefix, {steps} steps")
-    finished = steps + 1  # the counter's ceiling: past the last step
-    row = [finished] * prefix_blocks + [0] * (num_blocks - prefix_blocks)
-    rows = 0
-    while any(count < steps for count in row):
-        advanced: list[int] = []
-        for i in range(num_blocks):
-            if i == 0 or row[i - 1] >= steps:
-                advanced.append(row[i] + 1)
-            else:
-                advanced.append(advanced[i - 1] - ar_step)
-        row = [min(max(count, 0), finished) for count in advanced]
-        rows += 1
-    return rows
+    noisy = num_blocks - prefix_blocks
+    return 0 if noisy == 0 else steps + (noisy - 1) * min(ar_step, steps)
 
 
 def window_schedule(
@@ -343,8 +344,8 @@ def _settings_for(
 ) -> tuple[dict[str, Any], dict[str, Path_ | None]]:
     values: dict[str, Any] = {}
     where: dict[str, Path_ | None] = {}
-    for key in GENERATION_DEFAULTS:
-        values[key], where[key] = board.setting(shot, key)
+    for key, (value, path) in board.settings_of(shot).items():
+        values[key], where[key] = value, path
     seed_path = where["seed"]
     if seed_path is not None and seed_path[2:3] == ("shots",):
         return values, where  # a seed set on the shot itself is used as written
@@ -372,34 +373,136 @@ def _setting_problem(
     return board.problem(path, message, fix)
 
 
-def _block_fixes(block: int, what: str) -> str:
-    if what == "base_num_frames":
-        options = [4 * (k - 1) + 1 for k in range(block, 40, block) if 4 * (k - 1) + 1 >= 41][:3]
-    else:
-        options = [4 * (k - 1) + 1 for k in range(block, 20, block)][:2]
-    return f"use {what} " + " or ".join(str(o) for o in options) + ", or another causal_block_size"
+# --- suggestions that validate ----------------------------------------------------------------------------------
 
 
+def _windows_fit(base: int, overlap: int, block: int) -> bool:
+    """Whether base_num_frames, overlap_history and causal_block_size work together (see plan_film's checks)."""
+    base_latent, overlap_latent = latent_count(base), latent_count(overlap)
+    return overlap < base and base_latent % block == 0 and overlap_latent % block == 0
+
+
+def _preferred(candidates: list[int], recommended: tuple[int, ...], near: int, count: int = 2) -> list[int]:
+    """Up to ``count`` candidates: the recommended ones first, then those nearest to ``near``."""
+    chosen = [value for value in recommended if value in candidates]
+    chosen += sorted((c for c in candidates if c not in chosen), key=lambda c: (abs(c - near), -c))
+    return chosen[:count]
+
+
+def _overlaps_for(base: int, block: int) -> list[int]:
+    """Every overlap_history that fits ``base`` and ``block``."""
+    return [o for o in range(1, base, VAE_TEMPORAL_STRIDE) if _windows_fit(base, o, block)]
+
+
+def _bases_for(overlap: int, block: int) -> list[int]:
+    """Every base_num_frames that fits ``overlap`` and ``block``."""
+    return [
+        b for b in range(5, MAX_BASE_NUM_FRAMES + 1, VAE_TEMPORAL_STRIDE) if _windows_fit(b, overlap, block)
+    ]
+
+
+def _window_fixes(change: tuple[str, ...], base: int, overlap: int, block: int) -> str:
+    """A fix naming only values that make the three settings fit: for each setting in ``change`` the values
+    that work with the other two as written, then a causal_block_size that works with both frame counts."""
+    parts = []
+    for what in change:
+        if what == "overlap_history":
+            options = _preferred(_overlaps_for(base, block), (17, 37), overlap)
+        else:
+            options = _preferred(_bases_for(overlap, block), (97, 121, 77, 57), base)
+        if options:
+            parts.append(f"{what} " + " or ".join(str(o) for o in options))
+    blocks = [b for b in range(1, MAX_CAUSAL_BLOCK_SIZE + 1) if _windows_fit(base, overlap, b)]
+    if blocks and block != 1:
+        parts.append("another causal_block_size" if parts else f"causal_block_size {blocks[-1]}")
+    if parts:
+        return "use " + ", or ".join(parts)
+    pairs = [(b, o) for b, o in ((97, 17), (121, 17), (97, 37)) if _windows_fit(b, o, block)]
+    if pairs:  # no one setting alone fits: the usual pair
+        return f"use base_num_frames {pairs[0][0]} with overlap_history {pairs[0][1]}"
+    return "use base_num_frames 97, overlap_history 17 and causal_block_size 1"
+
+
+def _parent_fix(parent: _Draft, needed: int, fps: int) -> str:
+    """Lengthen the parent to a duration that does give ``needed`` frames once snapped, or lower the overlap."""
+    values = parent.values
+    own = values["overlap_history"] if parent.mode == "continue" else 0
+    seconds = math.floor(max(1, needed - own) / fps * 100) / 100
+
+    def snapped(seconds: float) -> int:
+        requested = max(1, round(seconds * fps))
+        return snap_frames(requested, parent.mode, values["overlap_history"], values["causal_block_size"])
+
+    while snapped(seconds) + own < needed:
+        seconds = round(seconds + 0.01, 2)
+    available = parent.frames + own
+    lower = next((o for o in range(available, 0, -1) if (o - 1) % VAE_TEMPORAL_STRIDE == 0), None)
+    fix = f"lengthen '{parent.shot.id}' to at least {seconds:.2f}s"
+    return fix + (f", or lower overlap_history to {lower} or less" if lower else "")
+
+
+# --- planning a film -------------------------------------------------------------------------------------------
+
+
+@collector_paused()
 def plan_film(
     board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
 ) -> FilmPlan:
     """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
 
-    ``seed`` replaces the film seed (``--seed``) and ``model`` every shot's model (``--model``).
-    Raises StoryboardError listing every problem.
+    ``seed`` replaces the film seed and every scene's seed (``--seed``); a seed written on a shot itself is
+    kept. ``model`` replaces every shot's model (``--model``). Raises StoryboardError listing every problem.
 
     >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
     >>> plan.shot("glide").windows  # doctest: +SKIP
     [Window(latent_frames=25, prefix_latent_frames=0, denoise_steps=30)]
     """
-    board.check(allow_outside=allow_outside)
-    graph = build_graph(board)
-    problems: list[Problem] = []
-    notes: list[str] = []
+    plan, problems = _plan(board, seed=seed, model=model, allow_outside=allow_outside)
+    StoryboardError.raise_if_any(problems)
+    assert plan is not None
+    return plan
+
+
+def film_problems(
+    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+) -> list[Problem]:
+    """Every problem :func:`plan_film` would raise, as a list (empty when the film can be planned)."""
+    return _plan(board, seed=seed, model=model, allow_outside=allow_outside, check_only=True)[1]
+
+
+@dataclass
+class _Draft:
+    """What the checks of one shot worked out, kept to build its ShotPlan once the whole film is known good."""
+
+    shot: Shot
+    node: ShotNode
+    mode: Mode
+    values: dict[str, Any]
+    frames: int
+    requested: int
+    windows: list[Window]
+
+
+def _plan(
+    board: Storyboard, *, seed: int | None, model: str | None, allow_outside: bool, check_only: bool = False
+) -> tuple[FilmPlan | None, list[Problem]]:
+    problems = board.problems(allow_outside=allow_outside)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        problems.append(
+            Problem("--seed", None, None, "", f"{seed} is not a seed", f"use a number from 0 to {MAX_SEED}")
+        )
+    ids = [shot.id for _, _, _, shot in board.iter_shots()]
+    if len(set(ids)) != len(ids):
+        return None, _unique(problems)  # the shot graph needs unique ids; the duplicates are reported
+    try:
+        graph = build_graph(board)
+    except StoryboardError as exc:
+        return None, _unique(problems + exc.problems)
+    notes = _Notes()
     width, height = resolution_size(board.generation.resolution or GENERATION_DEFAULTS["resolution"])
     fps = board.generation.fps or GENERATION_DEFAULTS["fps"]
 
-    shots: dict[str, ShotPlan] = {}
+    drafts: dict[str, _Draft] = {}
     for shot_id in graph.render_order:
         node = graph.nodes[shot_id]
         shot = board.scenes[node.scene_index].shots[node.shot_index]
@@ -409,25 +512,26 @@ def plan_film(
         mode: Mode = "continue" if node.conditioned_on else "image" if shot.image else "fresh"
 
         if mode == "image" and (values["ar_step"] or values["causal_block_size"] != 1):
-            notes.append(
-                f"shot '{shot_id}' starts from an image, so it renders synchronously (ar_step 0, causal_block_size 1)"
-                " to keep the image as its first frame"
+            notes.add(
+                shot_id,
+                "starts from an image, so it renders synchronously (ar_step 0, causal_block_size 1)"
+                " to keep the image as its first frame",
             )
             values["ar_step"], values["causal_block_size"] = 0, 1
         block = values["causal_block_size"]
-        base_latent = latent_count(values["base_num_frames"])
-        overlap_latent = latent_count(values["overlap_history"])
+        base, overlap = values["base_num_frames"], values["overlap_history"]
+        base_latent = latent_count(base)
+        overlap_latent = latent_count(overlap)
         bad = False
-        if values["overlap_history"] >= values["base_num_frames"]:
+        if overlap >= base:
             problems.append(
                 _setting_problem(
                     board,
                     where,
                     "overlap_history",
                     shot,
-                    f"overlap_history {values['overlap_history']} must be smaller than base_num_frames "
-                    f"{values['base_num_frames']}",
-                    "use overlap_history 17 (or 37 with base_num_frames 97)",
+                    f"overlap_history {overlap} must be smaller than base_num_frames {base}",
+                    _window_fixes(("overlap_history", "base_num_frames"), base, overlap, block),
                 )
             )
             bad = True
@@ -438,9 +542,9 @@ def plan_film(
                     where,
                     "base_num_frames",
                     shot,
-                    f"base_num_frames {values['base_num_frames']} is {base_latent} latent frames, "
+                    f"base_num_frames {base} is {base_latent} latent frames, "
                     f"not a multiple of causal_block_size {block}",
-                    _block_fixes(block, "base_num_frames"),
+                    _window_fixes(("base_num_frames",), base, overlap, block),
                 )
             )
             bad = True
@@ -451,54 +555,67 @@ def plan_film(
                     where,
                     "overlap_history",
                     shot,
-                    f"overlap_history {values['overlap_history']} is {overlap_latent} latent frames, "
+                    f"overlap_history {overlap} is {overlap_latent} latent frames, "
                     f"not a multiple of causal_block_size {block}",
-                    _block_fixes(block, "overlap_history"),
+                    _window_fixes(("overlap_history",), base, overlap, block),
                 )
             )
             bad = True
         if values["addnoise_condition"] > 60:
-            notes.append(
-                f"shot '{shot_id}': addnoise_condition {values['addnoise_condition']} is high and can break consistency"
-                " between windows; 20 is recommended"
+            notes.add(
+                shot_id,
+                f"addnoise_condition {values['addnoise_condition']} is high and can break consistency"
+                " between windows; 20 is recommended",
             )
 
-        requested = shot.frames if shot.frames is not None else max(1, round((shot.duration or 0) * fps))
-        frames = snap_frames(requested, mode, values["overlap_history"], block)
-        if abs(frames - requested) > 1:  # one frame is only the 4k+1 rule (4s -> 97 frames): not worth a note
+        if shot.frames is not None:
+            requested = shot.frames
+        elif shot.duration is not None:
+            requested = max(1, round(shot.duration * fps))
+        else:  # no length: reported by the storyboard's checks; plan the rest as if it had a usual one
+            requested = snap_frames(4 * fps, mode, overlap, block)
+        if requested > MAX_SHOT_FRAMES:
+            length = "duration" if shot.duration is not None else "frames"
+            asked = f"{shot.duration:g}s at {fps} fps is " if shot.duration is not None else ""
+            problems.append(
+                board.problem(
+                    ("scenes", node.scene_index, "shots", node.shot_index, length),
+                    f"shot '{shot_id}': {asked}{requested} frames, more than the {MAX_SHOT_FRAMES} a shot may have",
+                    f"split it into shots of up to {MAX_SHOT_FRAMES / fps:.2f}s at {fps} fps that continue each "
+                    "other (`transition: continue`)",
+                )
+            )
+            bad = True
+            requested = MAX_SHOT_FRAMES
+        frames = snap_frames(requested, mode, overlap, block)
+        if abs(frames - requested) > 1 and not bad:  # one frame is only the 4k+1 rule (4s -> 97 frames)
             asked = (
                 f"{shot.duration:g}s ({requested} frames)"
                 if shot.duration is not None
                 else f"{requested} frames"
             )
             kind = "new frames" if mode == "continue" else "frames"
-            notes.append(f"shot '{shot_id}': {asked} snapped to {frames} {kind} ({frames / fps:.2f}s)")
+            notes.add(shot_id, f"{asked} snapped to {frames} {kind} ({frames / fps:.2f}s)")
 
-        if node.conditioned_on is not None and node.conditioned_on in shots:
-            parent = shots[node.conditioned_on]
-            available = parent.frames + (parent.settings.overlap_history if parent.mode == "continue" else 0)
-            if available < values["overlap_history"]:
+        parent = drafts.get(node.conditioned_on) if node.conditioned_on is not None else None
+        if parent is not None:
+            available = parent.frames + (parent.values["overlap_history"] if parent.mode == "continue" else 0)
+            if available < overlap:
                 problems.append(
                     _setting_problem(
                         board,
                         where,
                         "overlap_history",
                         shot,
-                        f"needs the last {values['overlap_history']} frames of '{parent.id}', which has only {available}",
-                        f"lengthen '{parent.id}' to at least {values['overlap_history'] / fps:.2f}s, or lower overlap_history",
+                        f"needs the last {overlap} frames of '{parent.shot.id}', which has only {available}",
+                        _parent_fix(parent, overlap, fps),
                     )
                 )
                 bad = True
 
-        settings = GenerationSettings(
-            width=width,
-            height=height,
-            negative_prompt=board.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
-            **values,
-        )
         windows: list[Window] = []
         if not bad:
-            total_latent = latent_count(frames + (values["overlap_history"] if mode == "continue" else 0))
+            total_latent = latent_count(frames + (overlap if mode == "continue" else 0))
             windows = window_schedule(
                 latent_frames=total_latent,
                 base_latent=base_latent,
@@ -509,42 +626,15 @@ def plan_film(
                 causal_block_size=block,
             )
         if len(windows) > 1:
-            notes += _last_window_hint(
-                shot_id, mode, frames, fps, windows, base_latent, overlap_latent, block
+            notes.extend(
+                shot_id, _last_window_hint(mode, frames, fps, windows, base_latent, overlap_latent, block)
             )
-        transition_seconds = shot.transition_duration or DEFAULT_TRANSITION_SECONDS
-        shots[shot_id] = ShotPlan(
-            id=shot_id,
-            scene=node.scene,
-            timeline_index=node.timeline_index,
-            mode=mode,
-            frames=frames,
-            requested_frames=requested,
-            fps=fps,
-            width=width,
-            height=height,
-            seconds=round(frames / fps, 2),
-            conditioned_on=node.conditioned_on,
-            transition=node.transition,
-            transition_frames=max(1, round(transition_seconds * fps))
-            if node.transition in ("dissolve", "fade")
-            else 0,
-            film_start_frame=0,
-            prompt=board.expanded_prompt(shot),
-            setting=board.expand(board.scenes[node.scene_index].setting or "") or None,
-            caption=shot.caption,
-            camera=shot.camera,
-            characters=board.shot_characters(shot),
-            image=str(board.resolve_asset(shot.image)) if shot.image else None,
-            seed=values["seed"],
-            settings=settings,
-            windows=windows,
-            dit_passes=sum(w.denoise_steps for w in windows) * settings.passes_per_step,
-        )
-    StoryboardError.raise_if_any(list(dict.fromkeys(problems)))
+        drafts[shot_id] = _Draft(shot, node, mode, values, frames, requested, windows)
+    if problems or check_only:
+        return None, _unique(problems)
 
-    timeline_plans = _place_on_timeline([shots[s] for s in graph.timeline])
-    by_id = {plan.id: plan for plan in timeline_plans}
+    plans = [_shot_plan(board, drafts[s], width, height, fps) for s in graph.timeline]
+    timeline_plans = _place_on_timeline(plans, notes)
     film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
     return FilmPlan(
         title=board.title,
@@ -556,14 +646,82 @@ def plan_film(
         render_order=graph.render_order,
         timeline=graph.timeline,
         chains=graph.chains,
-        shots=[by_id[s] for s in graph.timeline],
+        shots=timeline_plans,
         estimate=_estimate(board, timeline_plans),
-        notes=notes,
+        notes=notes.lines(),
+    ), []
+
+
+def _shot_plan(board: Storyboard, draft: _Draft, width: int, height: int, fps: int) -> ShotPlan:
+    shot, node, values = draft.shot, draft.node, draft.values
+    settings = GenerationSettings(
+        width=width,
+        height=height,
+        negative_prompt=board.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+        **values,
+    )
+    transition_seconds = shot.transition_duration or DEFAULT_TRANSITION_SECONDS
+    return ShotPlan(
+        id=shot.id,
+        scene=node.scene,
+        timeline_index=node.timeline_index,
+        mode=draft.mode,
+        frames=draft.frames,
+        requested_frames=draft.requested,
+        fps=fps,
+        width=width,
+        height=height,
+        seconds=round(draft.frames / fps, 2),
+        conditioned_on=node.conditioned_on,
+        transition=node.transition,
+        transition_frames=max(1, round(transition_seconds * fps))
+        if node.transition in ("dissolve", "fade")
+        else 0,
+        film_start_frame=0,
+        prompt=board.expanded_prompt(shot),
+        setting=board.expand(board.scenes[node.scene_index].setting or "") or None,
+        caption=shot.caption,
+        camera=shot.camera,
+        characters=board.shot_characters(shot),
+        image=str(board.resolve_asset(shot.image)) if shot.image else None,
+        seed=values["seed"],
+        settings=settings,
+        windows=draft.windows,
+        dit_passes=sum(w.denoise_steps for w in draft.windows) * settings.passes_per_step,
     )
 
 
+class _Notes:
+    """Notes about shots, grouped: the same note for many shots is one line naming them."""
+
+    SHOWN = 3  # shot ids named in a grouped note before "and N more"
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, list[str]] = {}
+
+    def add(self, shot_id: str, text: str) -> None:
+        self.by_text.setdefault(text, []).append(shot_id)
+
+    def extend(self, shot_id: str, texts: list[str]) -> None:
+        for text in texts:
+            self.add(shot_id, text)
+
+    def lines(self) -> list[str]:
+        lines = []
+        for text, shots in self.by_text.items():
+            names = [f"'{s}'" for s in dict.fromkeys(shots)]
+            if len(names) == 1:
+                lines.append(f"shot {names[0]}: {text}")
+            elif len(names) <= self.SHOWN + 1:
+                lines.append(f"shots {', '.join(names[:-1])} and {names[-1]}: {text}")
+            else:
+                lines.append(
+                    f"shots {', '.join(names[: self.SHOWN])} and {len(names) - self.SHOWN} more: {text}"
+                )
+        return lines
+
+
 def _last_window_hint(
-    shot_id: str,
     mode: Mode,
     frames: int,
     fps: int,
@@ -585,14 +743,17 @@ def _last_window_hint(
     )
     saved = last.denoise_steps
     return [
-        f"shot '{shot_id}': its {frames} {'new ' if mode == 'continue' else ''}frames need {len(windows)} windows, the last adding only "
+        f"its {frames} {'new ' if mode == 'continue' else ''}frames need {len(windows)} windows, the last adding only "
         f"{VAE_TEMPORAL_STRIDE * new_latent} frames; {fewer} frames ({fewer / fps:.2f}s) would take one window "
         f"fewer and save {saved} denoising steps"
     ]
 
 
-def _place_on_timeline(plans: list[ShotPlan]) -> list[ShotPlan]:
-    """Fix each shot's transition length and its first film frame; a dissolve overlaps the shot before it."""
+def _place_on_timeline(plans: list[ShotPlan], notes: _Notes) -> list[ShotPlan]:
+    """Fix each shot's transition length and its first film frame; a dissolve overlaps the shot before it.
+
+    A dissolve or fade takes at most half of each shot it joins; one asked to be longer is cut, with a note.
+    """
     placed: list[ShotPlan] = []
     cursor = 0
     for index, plan in enumerate(plans):
@@ -601,7 +762,19 @@ def _place_on_timeline(plans: list[ShotPlan]) -> list[ShotPlan]:
             limit = plan.frames // 2
             if index > 0:
                 limit = min(limit, placed[-1].frames // 2)
-            frames = max(1, min(frames, limit))
+            cut = max(1, min(frames, limit))
+            if cut < frames:
+                joins = (
+                    f"'{placed[-1].id}' ({placed[-1].frames} frames) and this shot ({plan.frames})"
+                    if index > 0
+                    else f"this shot ({plan.frames} frames)"
+                )
+                notes.add(
+                    plan.id,
+                    f"its {frames / plan.fps:.2f}s {plan.transition} is cut to {cut / plan.fps:.2f}s ({cut} frames): "
+                    f"a {plan.transition} takes at most half of each shot it joins, here {joins}",
+                )
+            frames = cut
         if index == 0 and plan.transition == "dissolve":
             plan = plan.model_copy(
                 update={"transition": "fade"}
@@ -617,8 +790,12 @@ def _estimate(board: Storyboard, plans: list[ShotPlan]) -> Estimate:
     passes = sum(plan.dit_passes for plan in plans)
     total = 0.0
     names = set()
+    architectures: dict[str | None, tuple[str, tuple[int, int, int]] | None] = {}  # read each model once
     for plan in plans:
-        found = architecture_of(plan.settings.model, board.base_dir)
+        model = plan.settings.model
+        if model not in architectures:
+            architectures[model] = architecture_of(model, board.base_dir)
+        found = architectures[model]
         if found is None:
             if plan.settings.model is not None:
                 return Estimate(
@@ -641,3 +818,7 @@ def _estimate(board: Storyboard, plans: list[ShotPlan]) -> Estimate:
         h100_minutes=round(seconds / 60, 1),
         architecture=", ".join(sorted(names)),
     )
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))

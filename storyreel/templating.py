@@ -5,7 +5,13 @@ them (``storyreel render story.yaml.j2 --var hero=fox``). Undefined variables ar
 references such as ``{{ swan }}`` are left for the storyboard stage to expand, so prompts read the
 same in templated and plain storyboards.
 
->>> print(render_storyboard_template("vars:\\n  n: 2\\nshots: {{ n * 2 }}\\n", "t.yaml.j2", {}))
+The sandbox is bounded as well as safe: a template gets a few seconds, a bounded number of loop
+iterations, ``range()`` of at most 100,000 numbers, values (strings, lists) of at most a million
+items, numbers of at most 4096 bits and an output the size of the largest storyboard. Each limit is
+an error naming the template line, so that a template cannot hang ``storyreel validate`` or take all
+the memory with ``{{ 9 ** (9 ** 9) }}`` or nested loops.
+
+>>> print(render_storyboard_template("vars:\\n  n: 2\\nshots: {{ n * 2 }}\\n", "t.yaml.j2", {}), end="")
 vars:
   n: 2
 shots: 4
@@ -13,16 +19,362 @@ shots: 4
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import math
 import re
+import string
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jinja2
 import jinja2.sandbox
-import yaml
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 
 from .errors import StoryboardError
+from .yaml_source import MAX_DOCUMENT_CHARS, load_yaml, read_yaml_value
+
+MAX_TEMPLATE_SECONDS = 2.0
+MAX_RANGE = 100_000  # numbers one range() may give
+MAX_ITERATIONS = 1_000_000  # loop iterations in all, nested loops included
+MAX_VALUE_ITEMS = 1_000_000  # characters of a string, items of a list, that an operation may build
+MAX_INT_BITS = 4096
+MAX_OUTPUT_CHARS = MAX_DOCUMENT_CHARS
 
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
+
+
+class TemplateLimitError(jinja2.TemplateRuntimeError):
+    """A template went past one of the sandbox's limits."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.fix = fix
+
+
+# --- the bounded sandbox ----------------------------------------------------------------------------------------
+
+
+class _Loop:
+    """A ``{% for %}`` loop's iterable, counted against the template's iteration budget and clock."""
+
+    def __init__(self, environment: _BoundedSandbox, iterable: Any):
+        self.environment = environment
+        self.iterable = iterable
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.iterable:
+            self.environment.iteration()
+            yield item
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # `a ~ b` joins through the environment, which checks the size before building the string.
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with a clock, a loop budget and bounds on what operators and filters build."""
+
+    code_generator_class = _BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, undefined: type[jinja2.Undefined], deadline: float):
+        super().__init__(
+            undefined=undefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.deadline = deadline
+        self.iterations = 0
+        self.globals["range"] = self.bounded_range
+        self.globals["lipsum"] = self.bounded_lipsum
+        self.filters = {name: self._checked_filter(name, f) for name, f in self.filters.items()}
+
+    def iteration(self) -> None:
+        """One more turn of some loop."""
+        self.iterations += 1
+        if self.iterations > MAX_ITERATIONS:
+            raise TemplateLimitError(
+                f"the template's loops ran more than {MAX_ITERATIONS:,} times",
+                "loop over fewer items (nested loops multiply)",
+            )
+        self.tick()
+
+    def tick(self) -> None:
+        """Every loop turn, call, operator, attribute and filter passes here: the clock is checked."""
+        if time.monotonic() > self.deadline:
+            raise TemplateLimitError(
+                f"the template took more than {MAX_TEMPLATE_SECONDS:g}s to render",
+                "simplify the loops or expressions here; a storyboard template needs only a fraction of that",
+            )
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            call = nodes.Call(nodes.EnvironmentAttribute("bounded_loop"), [loop.iter], [], None, None)
+            loop.iter = call.set_lineno(loop.lineno)
+        tree.set_environment(self)
+        return tree
+
+    def bounded_loop(self, iterable: Any) -> _Loop:
+        return _Loop(self, iterable)
+
+    def bounded_range(self, *args: int) -> range:
+        numbers = range(*args)
+        if len(numbers) > MAX_RANGE:
+            raise TemplateLimitError(
+                f"range{args} gives {len(numbers):,} numbers, more than the {MAX_RANGE:,} a template may ask for",
+                "ask for fewer",
+            )
+        return numbers
+
+    def bounded_lipsum(self, n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+        _check_items(n * max * 12, f"lipsum({n}, max={max})")
+        return str(jinja2.utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+
+    def bounded_concat(self, values: tuple[Any, ...]) -> str:
+        self.tick()
+        parts = [str(value) for value in values]
+        _check_items(sum(len(part) for part in parts), "joining with ~")
+        return "".join(parts)
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        self.tick()
+        _check_binop(operator, left, right)
+        return _checked(super().call_binop(context, operator, left, right), f"the result of {operator}")
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        __self.tick()
+        _check_method(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return result if isinstance(result, _Loop) else _checked(result, "a call's result")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.tick()
+        if isinstance(obj, str) and attribute in ("format", "format_map"):
+            _check_format(
+                obj
+            )  # Jinja2 hands back its own wrapper of str.format, which call() cannot see into
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self.tick()
+        return super().getitem(obj, argument)
+
+    def _checked_filter(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        check = _FILTER_CHECKS.get(name)
+        signature = inspect.signature(function) if check is not None else None
+        # Jinja2 passes some filters its environment or eval context first; a filter with both a sync and an
+        # async variant shows the sync signature, without that first parameter.
+        first = next(iter(signature.parameters), "") if signature is not None else ""
+        passed = getattr(function, "jinja_pass_arg", None) is not None and first not in _PASSED
+
+        @functools.wraps(function)  # keeps jinja_pass_arg, which tells Jinja2 what to pass first
+        def filtered(*args: Any, **kwargs: Any) -> Any:
+            self.tick()
+            if check is not None and signature is not None:
+                head, rest = (args[:1], args[1:]) if passed else ((), args)
+                try:
+                    bound = signature.bind(*rest, **kwargs)
+                except TypeError:
+                    bound = None  # the call itself is wrong: the filter says how
+                if bound is not None:
+                    bound.apply_defaults()
+                    check(bound.arguments)  # by parameter name
+                    args, kwargs = head + bound.args, bound.kwargs
+            return _checked(function(*args, **kwargs), f"the {name} filter")
+
+        return filtered
+
+
+def _too_big(what: str, size: int) -> TemplateLimitError:
+    return TemplateLimitError(
+        f"{what} would build a value of {size:,} items, more than the {MAX_VALUE_ITEMS:,} a template may",
+        "build smaller strings and lists",
+    )
+
+
+def _check_items(size: int, what: str) -> None:
+    if size > MAX_VALUE_ITEMS:
+        raise _too_big(what, size)
+
+
+def _check_int(value: Any, what: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise TemplateLimitError(
+            f"{what} would be a number of more than {MAX_INT_BITS} bits", "use smaller numbers"
+        )
+
+
+def _checked(value: Any, what: str) -> Any:
+    if isinstance(value, (str, list, tuple, dict, set, frozenset)):
+        _check_items(len(value), what)
+    _check_int(value, what)
+    return value
+
+
+_SEQUENCES = (str, list, tuple)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be huge, before Python builds it."""
+    if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        bits = right * math.log2(abs(left))
+        if bits > MAX_INT_BITS:
+            raise TemplateLimitError(
+                f"{left} ** {right} would be a number of about {bits:,.0f} bits, more than {MAX_INT_BITS}",
+                "use a smaller exponent",
+            )
+    elif operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            if isinstance(seq, _SEQUENCES) and isinstance(count, int):
+                _check_items(len(seq) * count, f"repeating a {type(seq).__name__} {count:,} times")
+        if isinstance(left, int) and isinstance(right, int):
+            _check_int(1 << min(left.bit_length() + right.bit_length(), MAX_INT_BITS + 1), "a product")
+    elif operator == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+        _check_items(len(left) + len(right), "joining with +")
+    elif operator == "%" and isinstance(left, str):
+        _check_printf(left)
+
+
+_PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_printf(pattern: str) -> None:
+    for width, precision in _PRINTF_FIELD.findall(pattern):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > MAX_VALUE_ITEMS):
+                raise TemplateLimitError(
+                    f"the format {pattern[:40]!r} asks for a field {number} wide",
+                    "use a width under 1,000,000",
+                )
+
+
+def _check_format(pattern: str) -> None:
+    """Widths in a str.format pattern (``{:>1000000000}``) are bounded like every other value."""
+    try:
+        fields = list(string.Formatter().parse(pattern))
+    except ValueError:
+        return  # Python reports the bad pattern itself
+    for _, _, spec, _ in fields:
+        for number in re.findall(r"\d+", spec or ""):
+            if int(number) > MAX_VALUE_ITEMS:
+                raise TemplateLimitError(
+                    f"the format {pattern[:40]!r} asks for a field {number} wide",
+                    "use a width under 1,000,000",
+                )
+
+
+def _int_arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else default
+
+
+def _check_method(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Bound the str methods that build more than they are given."""
+    owner = getattr(function, "__self__", None)
+    if not isinstance(owner, str):
+        return
+    name = getattr(function, "__name__", "")
+    if name in ("center", "ljust", "rjust", "zfill"):
+        width = _int_arg(args, kwargs, 0, "width", 0)
+        if isinstance(width, int):
+            _check_items(width, f"str.{name}({width})")
+    elif name == "expandtabs":
+        size = _int_arg(args, kwargs, 0, "tabsize", 8)
+        if isinstance(size, int):
+            _check_items(len(owner) + owner.count("\t") * size, f"str.expandtabs({size})")
+    elif name == "join" and args:
+        items = args[0]
+        if isinstance(items, (list, tuple)):
+            _check_items(len(owner) * len(items), "str.join")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        hits = owner.count(args[0]) if args[0] else len(owner) + 1
+        _check_items(len(owner) + hits * len(args[1]), "str.replace")
+    elif name in ("format", "format_map"):
+        _check_format(owner)
+
+
+def _check_join(arguments: dict[str, Any]) -> None:
+    # The items are counted (and kept, for the filter) before the separator is repeated between them.
+    if isinstance(arguments.get("value"), Iterable) and not isinstance(arguments["value"], str):
+        arguments["value"] = items = list(arguments["value"])
+        _check_items(len(str(arguments.get("d") or "")) * len(items), "the join filter")
+
+
+def _check_size(name: str) -> Callable[[dict[str, Any]], None]:
+    def check(arguments: dict[str, Any]) -> None:
+        size = arguments.get(name)
+        if isinstance(size, int):
+            _check_items(size, f"{name}={size}")
+
+    return check
+
+
+def _check_indent(arguments: dict[str, Any]) -> None:
+    text, width = str(arguments.get("s", "")), arguments.get("width", 4)
+    step = width if isinstance(width, int) else len(str(width))
+    _check_items(len(text) + (text.count("\n") + 1) * step, "the indent filter")
+
+
+def _check_replace(arguments: dict[str, Any]) -> None:
+    text, old, new = (str(arguments.get(key, "")) for key in ("s", "old", "new"))
+    hits = text.count(old) if old else len(text) + 1
+    _check_items(len(text) + hits * len(new), "the replace filter")
+
+
+def _check_wordwrap(arguments: dict[str, Any]) -> None:
+    text = str(arguments.get("s", ""))
+    _check_items(len(text) * (1 + len(str(arguments.get("wrapstring") or "\n"))), "the wordwrap filter")
+
+
+def _check_sum(arguments: dict[str, Any]) -> None:
+    # sum(start=[]) adds lists (or strings) one by one, copying the growing total each time: bounded by what
+    # that copying costs, not only by the result.
+    if isinstance(arguments.get("start"), (list, tuple, str)) and isinstance(
+        arguments.get("iterable"), Iterable
+    ):
+        arguments["iterable"] = items = list(arguments["iterable"])
+        total = sum(len(item) for item in items if isinstance(item, (list, tuple, str)))
+        _check_items(total, "the sum filter")
+        _check_items(total * len(items) // 100, "the sum filter's copying")
+
+
+def _check_format_filter(arguments: dict[str, Any]) -> None:
+    if isinstance(arguments.get("value"), str):
+        _check_printf(arguments["value"])
+
+
+_PASSED = ("eval_ctx", "environment", "env", "context", "ctx")
+_FILTER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "center": _check_size("width"),
+    "batch": _check_size("linecount"),
+    "slice": _check_size("slices"),
+    "indent": _check_indent,
+    "join": _check_join,
+    "replace": _check_replace,
+    "wordwrap": _check_wordwrap,
+    "format": _check_format_filter,
+    "sum": _check_sum,
+}
+
+
+# --- vars: and --var --------------------------------------------------------------------------------------------
 
 
 def _vars_block(text: str, file: str) -> tuple[dict[str, Any], int]:
@@ -45,12 +397,12 @@ def _vars_block(text: str, file: str) -> tuple[dict[str, Any], int]:
             "move template expressions out of `vars:`",
         )
     try:
-        data = yaml.safe_load(block) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = start + 1 + (mark.line if mark else 0)
-        raise StoryboardError.single(file, line, None, "vars", f"YAML syntax error: {exc}", "") from None
-    values = data.get("vars") or {}
+        data = read_yaml_value(block, file) or {}
+    except StoryboardError as exc:  # positions in the block are lines of the file, `start` lines down
+        raise StoryboardError(
+            [dataclasses.replace(p, line=None if p.line is None else p.line + start) for p in exc.problems]
+        ) from None
+    values = data.get("vars") if isinstance(data, dict) else None
     if not isinstance(values, dict):
         raise StoryboardError.single(
             file, start + 1, 1, "vars", "`vars:` must be a mapping", "write `name: value` pairs"
@@ -58,21 +410,65 @@ def _vars_block(text: str, file: str) -> tuple[dict[str, Any], int]:
     return values, start + 1
 
 
+def _walk(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, (*path, index))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but the tab
+
+
+def parse_var(assignment: str) -> tuple[str, Any]:
+    """``name=value`` from the command line; the value is read as YAML (``n=3`` is a number).
+
+    A value may not hold a newline or another control character: pasted into the template it could
+    add keys of its own to the storyboard.
+
+    >>> parse_var("hero=fox"), parse_var("n=3")
+    (('hero', 'fox'), ('n', 3))
+    """
+    name, sep, value = assignment.partition("=")
+    if not sep or not name.strip():
+        raise StoryboardError.single(
+            "--var", None, None, "", f"{assignment!r} is not NAME=VALUE", "e.g. --var hero=fox"
+        )
+    name = name.strip()
+    if _CONTROL.search(assignment):
+        raise StoryboardError.single(
+            "--var",
+            None,
+            None,
+            "",
+            f"the value of {name} holds a newline or another control character",
+            "give a one-line value; put longer text under `vars:` in the template",
+        )
+    parsed = read_yaml_value(value, "--var")
+    for _, item in _walk(parsed, ()):
+        if isinstance(item, str) and _CONTROL.search(item):
+            raise StoryboardError.single(
+                "--var",
+                None,
+                None,
+                "",
+                f"the value of {name} holds a newline or another control character (written as an escape)",
+                "give a one-line value; put longer text under `vars:` in the template",
+            )
+    return name, value if parsed is None else parsed
+
+
+# --- rendering --------------------------------------------------------------------------------------------------
+
+
 class _EchoUndefined(jinja2.Undefined):
     """Renders an undefined name back as ``{{ name }}``; used only to discover character names."""
 
     def __str__(self) -> str:
         return "{{ " + str(self._undefined_name) + " }}"
-
-
-def _environment(undefined: type[jinja2.Undefined]) -> jinja2.sandbox.SandboxedEnvironment:
-    return jinja2.sandbox.SandboxedEnvironment(
-        undefined=undefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def _template_line(exc: BaseException, file: str) -> int | None:
@@ -86,8 +482,69 @@ def _template_line(exc: BaseException, file: str) -> int | None:
     return line
 
 
+def _render(template: jinja2.Template, values: dict[str, Any]) -> str:
+    """Render, stopping (with the template line) once the output would outgrow a storyboard."""
+    chunks: list[str] = []
+    size = 0
+    stream = template.generate(values)
+    for chunk in stream:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            # Thrown in where the template stands, so that the error carries its line.
+            stream.throw(
+                TemplateLimitError(
+                    f"the template's output grows past {MAX_OUTPUT_CHARS:,} characters, the most a storyboard "
+                    "may have",
+                    "produce fewer shots, or split the film into several storyboards",
+                )
+            )
+    return "".join(chunks)
+
+
+def _character_names(draft: str) -> list[str]:
+    """The keys under a top-level ``characters:``, read line by line: used when the YAML does not parse."""
+    names: list[str] = []
+    lines = draft.splitlines()
+    for i, line in enumerate(lines):
+        if not re.match(r"^characters\s*:", line):
+            continue
+        rest = line.split(":", 1)[1].strip()
+        if rest.startswith("{"):  # flow style: the keys at the first nesting level
+            depth = 0
+            for match in re.finditer(r"[{}\[\]]|([A-Za-z_]\w*)\s*:", rest):
+                if match.group(0) in "{[":
+                    depth += 1
+                elif match.group(0) in "}]":
+                    depth -= 1
+                elif depth == 1:
+                    names.append(match.group(1))
+            continue
+        indent = None
+        for following in lines[i + 1 :]:
+            if not following.strip() or following.lstrip().startswith("#"):
+                continue
+            width = len(following) - len(following.lstrip())
+            if width == 0:
+                break
+            indent = width if indent is None else indent
+            key = re.match(r"^\s*([A-Za-z_]\w*)\s*:", following)
+            if width == indent and key:
+                names.append(key.group(1))
+    return names
+
+
 def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) -> str:
     """Render a ``.yaml.j2`` storyboard; errors name the template line and the variable."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise StoryboardError.single(
+            file,
+            None,
+            None,
+            "",
+            f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
+            "split the film into several storyboards",
+        )
     declared, _ = _vars_block(text, file)
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -102,10 +559,10 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
             + " (declare new ones under `vars:`)",
         )
     values = {**declared, **overrides}
+    deadline = time.monotonic() + MAX_TEMPLATE_SECONDS  # both passes together
     try:
-        template = _environment(jinja2.StrictUndefined).from_string(text)
-        template.filename = file  # so tracebacks (and _template_line) name this file
-        template_echo = _environment(_EchoUndefined).from_string(text)
+        template = _BoundedSandbox(jinja2.StrictUndefined, deadline).from_string(text)
+        template_echo = _BoundedSandbox(_EchoUndefined, deadline).from_string(text)
     except jinja2.TemplateSyntaxError as exc:
         raise StoryboardError.single(
             file,
@@ -115,30 +572,50 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
             f"template syntax error: {exc.message}",
             "check the {% %} and {{ }} tags",
         ) from None
-
-    # Pass 1, lenient: find the characters the template defines, so `{{ swan }}` survives pass 2.
-    characters: list[str] = []
-    try:
-        draft = yaml.safe_load(template_echo.render(values))
-        if isinstance(draft, dict) and isinstance(draft.get("characters"), dict):
-            characters = [str(name) for name in draft["characters"]]
-    except Exception:  # noqa: BLE001 - pass 2 reports the real error with its line
-        pass
-    clashes = sorted(set(characters) & set(values))
-    if clashes:
+    except RecursionError:  # Jinja2 parses and compiles recursively
         raise StoryboardError.single(
             file,
             None,
             None,
-            "vars",
-            f"{', '.join(clashes)} is both a variable and a character",
-            "rename one of them",
-        )
-    placeholders = {name: "{{ " + name + " }}" for name in characters}
+            "template",
+            "the template nests its tags or brackets too deeply to be read",
+            "nest fewer {% if %}/{% for %} blocks or brackets inside each other",
+        ) from None
+    template.filename = file  # so tracebacks (and _template_line) name this file
+    template_echo.filename = file
 
-    # Pass 2, strict: every other undefined name is an error.
     try:
-        return template.render({**values, **placeholders})
+        # Pass 1, lenient: find the characters the template defines, so `{{ swan }}` survives pass 2.
+        draft = _render(template_echo, values)
+        try:
+            data, _ = load_yaml(draft, file)
+            characters = (
+                list(data["characters"])
+                if isinstance(data, dict) and isinstance(data.get("characters"), dict)
+                else []
+            )
+        except StoryboardError:
+            # The YAML is broken: still find the characters, so that the YAML error is the one reported
+            # (the storyboard stage reports it with its line) and not their references as undefined.
+            characters = _character_names(draft)
+        characters = [str(name) for name in characters]
+        clashes = sorted(set(characters) & set(values))
+        if clashes:
+            raise StoryboardError.single(
+                file,
+                None,
+                None,
+                "vars",
+                f"{', '.join(clashes)} is both a variable and a character",
+                "rename one of them",
+            )
+        placeholders = {name: "{{ " + name + " }}" for name in characters}
+        # Pass 2, strict: every other undefined name is an error.
+        return _render(template, {**values, **placeholders})
+    except TemplateLimitError as exc:
+        raise StoryboardError.single(
+            file, _template_line(exc, file), None, "template", f"template limit: {exc.message}", exc.fix
+        ) from None
     except jinja2.UndefinedError as exc:
         raise StoryboardError.single(
             file,
@@ -152,26 +629,19 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
         raise StoryboardError.single(
             file, _template_line(exc, file), None, "template", f"template error: {exc}", ""
         ) from None
+    except StoryboardError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise StoryboardError.single(
+            file,
+            _template_line(exc, file),
+            None,
+            "template",
+            f"template failed: {type(exc).__name__}",
+            "a macro may be calling itself without end; simplify it",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a template's own arithmetic error, say
         line = _template_line(exc, file)
         raise StoryboardError.single(
             file, line, None, "template", f"template failed: {type(exc).__name__}: {exc}", ""
         ) from None
-
-
-def parse_var(assignment: str) -> tuple[str, Any]:
-    """``name=value`` from the command line; the value is read as YAML (``n=3`` is a number).
-
-    >>> parse_var("hero=fox"), parse_var("n=3")
-    (('hero', 'fox'), ('n', 3))
-    """
-    name, sep, value = assignment.partition("=")
-    if not sep or not name.strip():
-        raise StoryboardError.single(
-            "--var", None, None, "", f"{assignment!r} is not NAME=VALUE", "e.g. --var hero=fox"
-        )
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = value
-    return name.strip(), value if parsed is None else parsed

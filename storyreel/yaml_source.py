@@ -1,24 +1,70 @@
-"""YAML that remembers where every value was written.
+"""YAML that remembers where every value was written, read the way a person means it, within bounds.
 
-PyYAML composes a node tree with line and column marks; this module turns that tree into plain
+The document is built straight from the parser's events (libyaml's when it is installed) into plain
 Python data plus a table from each value's path (``("scenes", 0, "shots", 2, "duration")``) to its
 position, so that a validation error deep inside a storyboard can point at ``story.yaml:14:9``.
 Duplicate keys, which PyYAML would silently collapse, are reported.
+
+Plain scalars are resolved with the YAML 1.2 core schema, not PyYAML's YAML 1.1 rules, so that
+nothing a person writes as text turns into something else: ``11:58`` stays "11:58" (not 718
+seconds), ``yes``/``no``/``on``/``off`` stay words (only ``true``/``false`` are booleans), and
+``0x0``, ``0o17``, ``1_000`` and ``2024-05-01`` stay text. A plain number remembers how it was
+written, so a text field given ``007`` or ``1.50`` gets exactly that text.
+
+A document is bounded: its size, how deeply it nests, how many values it holds, and how many of
+those are copies made by aliases (``*name``), so that a few lines of anchors cannot expand into
+gigabytes ("billion laughs"). Each bound is a positioned error.
+
+>>> data, source = load_yaml("time: 11:58\\nanswer: yes\\nfps: 24\\n", "s.yaml")
+>>> data, source.locate(("fps",))
+({'time': '11:58', 'answer': 'yes', 'fps': 24}, Position(line=3, column=6))
 """
 
 from __future__ import annotations
 
+import gc
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import (
+    AliasEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from .errors import Problem, StoryboardError
 
 Path_ = tuple[str | int, ...]
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# Bounds on what one document may be. A 10,000-shot storyboard is about 1.5 MiB and 150,000 values.
+MAX_DOCUMENT_CHARS = 8 * 1024 * 1024
+MAX_VALUES = 1_000_000
+MAX_ALIAS_VALUES = 100_000  # values copied in by aliases and merge keys, all together
+MAX_DEPTH = 64
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~20x faster at producing events
+
+_CORE = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+# Words YAML 1.1 read as booleans. Storyboard fields are typed, so they are read as the words they are; a
+# template variable is untyped, where `night: no` would be the word "no", true in `{% if night %}`.
+YES_NO_WORDS = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
 
 
 @dataclass(frozen=True)
@@ -47,76 +93,76 @@ class SourceMap:
             path = path[:-1]
 
 
-def _mark(node: Node) -> Position:
-    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+class WrittenInt(int):
+    """An integer read from a plain scalar; ``str()`` gives it back as it was written (``007``)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> WrittenInt:
+        number = super().__new__(cls, int(text))
+        number.text = text
+        return number
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __getnewargs__(self) -> tuple[str]:  # type: ignore[override]  # copies keep the text
+        return (self.text,)
 
 
-class _Builder:
-    def __init__(self, source: SourceMap):
-        self.source = source
-        self.constructor = SafeConstructor()
-        self.problems: list[Problem] = []
+class WrittenFloat(float):
+    """A float read from a plain scalar; ``str()`` gives it back as it was written (``1.50``)."""
 
-    def build(self, node: Node, path: Path_, depth: int = 0) -> Any:
-        if depth > 64:
-            raise StoryboardError.single(
-                self.source.file, *_position_tuple(_mark(node)), "", "the document nests too deeply", ""
-            )
-        self.source.values.setdefault(path, _mark(node))
-        if isinstance(node, ScalarNode):
-            return self.constructor.construct_object(node, deep=True)
-        if isinstance(node, SequenceNode):
-            return [self.build(child, path + (i,), depth + 1) for i, child in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            result: dict[Any, Any] = {}
-            explicit: set[Any] = set()
-            for key_node, value_node in node.value:
-                if key_node.tag == _MERGE_TAG:
-                    # `<<: *defaults` merges keys the mapping does not set itself.
-                    merged = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                    for source_node in merged:
-                        value = self.build(source_node, path, depth + 1)
-                        if isinstance(value, dict):
-                            for k, v in value.items():
-                                result.setdefault(k, v)
-                    continue
-                key = self.constructor.construct_object(key_node, deep=True)
-                if isinstance(key, (list, dict)):
-                    line, col = _position_tuple(_mark(key_node))
-                    self.problems.append(
-                        Problem(self.source.file, line, col, _field(path), "a key must be a plain word", "")
-                    )
-                    continue
-                if key in explicit:
-                    line, col = _position_tuple(_mark(key_node))
-                    self.problems.append(
-                        Problem(
-                            self.source.file,
-                            line,
-                            col,
-                            _field(path + (key,)),
-                            f"'{key}' is written twice in the same mapping",
-                            "keep one of them",
-                        )
-                    )
-                    continue
-                explicit.add(key)
-                self.source.keys[path + (key,)] = _mark(key_node)
-                self.source.values[path + (key,)] = _mark(value_node)
-                result[key] = self.build(value_node, path + (key,), depth + 1)
-            return result
-        raise TypeError(f"unexpected YAML node {node!r}")
+    text: str
+
+    def __new__(cls, text: str, value: float) -> WrittenFloat:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __getnewargs__(self) -> tuple[str, float]:  # type: ignore[override]  # copies keep the text
+        return (self.text, float(self))
 
 
-def _position_tuple(position: Position | None) -> tuple[int | None, int | None]:
-    return (position.line, position.column) if position else (None, None)
+def resolve_plain(text: str, *, written_numbers: bool = False) -> Any:
+    """A plain (unquoted) scalar under the YAML 1.2 core schema, decimal numbers only.
+
+    >>> [resolve_plain(t) for t in ("1:30", "yes", "off", "0x10", "1_000", "12", "2.5", "true", "~")]
+    ['1:30', 'yes', 'off', '0x10', '1_000', 12, 2.5, True, None]
+    """
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.match(text):
+        if len(text) > 4000:  # past what Python converts (4300 digits); no field wants such a number
+            return text
+        return WrittenInt(text) if written_numbers else int(text)
+    if _FLOAT.match(text):
+        value = float(text)  # may be inf for 1e999, which the fields that need a finite number refuse
+    elif _INF.match(text):
+        value = -math.inf if text.startswith("-") else math.inf
+    elif _NAN.match(text):
+        value = math.nan
+    else:
+        return text
+    return WrittenFloat(text, value) if written_numbers else value
 
 
 def _field(path: Path_) -> str:
     """Render a path the way a user reads it: ``scenes[0].shots[2].duration``."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, bool):  # a key YAML read as true/false
+            out += ("." if out else "") + str(part).lower()
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
@@ -125,26 +171,348 @@ def _field(path: Path_) -> str:
 
 field_name = _field
 
+_MERGE = object()  # the pending key is `<<`: the value's keys are merged in
+_SKIP = object()  # the pending key was refused: build the value, then drop it
 
-def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
-    """Parse ``text`` into Python data and a SourceMap; YAML errors become a StoryboardError with position."""
-    source = SourceMap(file)
+
+class _Frame:
+    """A mapping or sequence being built, and where its values go."""
+
+    __slots__ = ("anchor", "detached", "explicit", "key", "log", "path", "position", "size", "value")
+
+    def __init__(self, value: Any, path: Path_, position: Position, detached: bool, anchor: str | None):
+        self.value = value
+        self.path = path
+        self.position = position
+        self.detached = detached  # positions are logged but not kept (refused keys, inline merges)
+        self.anchor = anchor
+        self.size = 1
+        self.key: Any = None  # mapping: the key whose value comes next (None: a key comes next)
+        self.explicit: set[Any] = set()
+        self.log: list[tuple[Path_, Position, bool]] | None = None
+
+
+@dataclass
+class _Anchor:
+    value: Any
+    size: int
+    log: list[tuple[Path_, Position, bool]]
+
+
+class _Refused(Exception):
+    def __init__(self, position: Position, message: str, fix: str):
+        self.position, self.message, self.fix = position, message, fix
+
+
+class _Builder:
+    """Turns the parser's events into data, positions and problems, counting what it builds."""
+
+    def __init__(self, source: SourceMap, written_numbers: bool, refuse_yes_no: bool):
+        self.source = source
+        self.written_numbers = written_numbers
+        self.refuse_yes_no = refuse_yes_no
+        self.problems: list[Problem] = []
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, _Anchor] = {}
+        self.loggers: list[_Frame] = []  # frames whose positions are also logged relative to them
+        self.values = 0
+        self.alias_values = 0
+        self.root: Any = None
+        self.documents = 0
+
+    # --- positions -----------------------------------------------------------------------------------------
+
+    def record(self, path: Path_, position: Position, is_key: bool, detached: bool) -> None:
+        if not detached:
+            (self.source.keys if is_key else self.source.values)[path] = position
+        for frame in self.loggers:
+            assert frame.log is not None
+            frame.log.append((path[len(frame.path) :], position, is_key))
+
+    def replay(self, log: list[tuple[Path_, Position, bool]], base: Path_, detached: bool) -> None:
+        for relative, position, is_key in log:
+            self.record(base + relative, position, is_key, detached)
+
+    # --- where the next value goes -------------------------------------------------------------------------
+
+    def slot(self) -> tuple[Path_, bool, bool]:
+        """(path, detached, is_key) of the node that starts now."""
+        if not self.stack:
+            return (), False, False
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            return parent.path + (len(parent.value),), parent.detached, False
+        if parent.key is None:
+            return parent.path, True, True
+        if parent.key is _MERGE:
+            return parent.path, True, False
+        if parent.key is _SKIP:
+            return parent.path + ("<refused>",), True, False
+        return parent.path + (parent.key,), parent.detached, False
+
+    def count(self, size: int, position: Position, through_alias: bool) -> None:
+        self.values += size
+        if through_alias:
+            self.alias_values += size
+            if self.alias_values > MAX_ALIAS_VALUES:
+                raise _Refused(
+                    position,
+                    f"aliases (*name) here expand the document past {MAX_ALIAS_VALUES:,} copied values",
+                    "write the values out, or reuse fewer anchors; a storyboard never needs this many copies",
+                )
+        if self.values > MAX_VALUES:
+            raise _Refused(
+                position,
+                f"the document holds more than {MAX_VALUES:,} values",
+                "split the film into several storyboards",
+            )
+        if self.stack:
+            self.stack[-1].size += size
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    def scalar(self, event: ScalarEvent) -> None:
+        position = _position(event.start_mark)
+        path, detached, is_key = self.slot()
+        value = self.scalar_value(event, position)
+        self.count(1, position, False)
+        if is_key:
+            self.key(value, position, event.tag is None and event.implicit[0] and value == "<<")
+            return
+        if self.stack and self.stack[-1].key is _MERGE:  # `<<: 5`: reported by merge()
+            self.merge(self.stack[-1], [(value, [])], position)
+            return
+        self.record(path, position, False, detached)
+        if self.refuse_yes_no and event.tag is None and event.implicit[0] and value in YES_NO_WORDS:
+            self.problems.append(
+                Problem(self.source.file, position.line, position.column, _field(path),
+                        f"'{value}' could mean the word or a yes/no value",
+                        f'write true or false for yes/no, or quote it ("{value}") for the word')
+            )  # fmt: skip
+        if event.anchor is not None:
+            self.anchors[event.anchor] = _Anchor(value, 1, [((), position, False)])
+        self.add(value, position)
+
+    def scalar_value(self, event: ScalarEvent, position: Position) -> Any:
+        text, tag = event.value, event.tag
+        if tag is None or tag == "!":
+            if tag is None and event.implicit[0]:
+                return resolve_plain(text, written_numbers=self.written_numbers)
+            return text
+        name = tag.removeprefix(_CORE)
+        if name == "str":
+            return text
+        if name in ("int", "float", "bool", "null"):
+            value = resolve_plain(text.strip(), written_numbers=self.written_numbers)
+            wanted = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[name]
+            if isinstance(value, wanted) and not (name in ("int", "float") and isinstance(value, bool)):
+                return float(value) if name == "float" else value
+            self.problems.append(
+                Problem(self.source.file, position.line, position.column, "", f"{text!r} is not a !!{name}",
+                        "remove the tag or fix the value")
+            )  # fmt: skip
+            return text
+        raise _Refused(position, f"the tag {_tag(tag)} is not supported", "remove it; write the value itself")
+
+    def key(self, key: Any, position: Position, merge: bool) -> None:
+        parent = self.stack[-1]
+        if merge:
+            parent.key = _MERGE
+            return
+        problem = None
+        if isinstance(key, (list, dict)):
+            problem = ("a key must be a plain word", "")
+        elif key in parent.explicit:
+            problem = (f"'{key}' is written twice in the same mapping", "keep one of them")
+        if problem is not None:
+            where = parent.path if isinstance(key, (list, dict)) else parent.path + (key,)
+            self.problems.append(
+                Problem(self.source.file, position.line, position.column, _field(where), *problem)
+            )
+            parent.key = _SKIP
+            return
+        parent.explicit.add(key)
+        parent.key = key
+        self.record(parent.path + (key,), position, True, parent.detached)
+
+    def alias(self, event: AliasEvent) -> None:
+        position = _position(event.start_mark)
+        anchor = self.anchors.get(event.anchor)
+        if anchor is None:
+            raise _Refused(
+                position, f"*{event.anchor} names no anchor", f"define it first with &{event.anchor}"
+            )
+        path, detached, is_key = self.slot()
+        self.count(anchor.size, position, True)
+        if is_key:
+            self.key(anchor.value, position, False)
+            return
+        parent = self.stack[-1] if self.stack else None
+        if parent is not None and parent.key is _MERGE:
+            self.merge(parent, [(anchor.value, anchor.log)], position)
+            return
+        self.replay(anchor.log, path, detached)
+        self.add(anchor.value, position)
+
+    def start(self, event: CollectionStartEvent) -> None:
+        position = _position(event.start_mark)
+        if len(self.stack) >= MAX_DEPTH:
+            raise _Refused(
+                position,
+                f"the document nests more than {MAX_DEPTH} levels deep",
+                "a storyboard needs about 6; check the brackets and indentation here",
+            )
+        tag = event.tag
+        expected = "map" if isinstance(event, MappingStartEvent) else "seq"
+        if tag is not None and tag != "!" and tag != _CORE + expected:
+            raise _Refused(
+                position, f"the tag {_tag(tag)} is not supported", "remove it; write the value itself"
+            )
+        path, detached, is_key = self.slot()
+        if is_key:
+            detached = True
+        self.count(1, position, False)
+        frame = _Frame({} if expected == "map" else [], path, position, detached, event.anchor)
+        parent = self.stack[-1] if self.stack else None
+        merging = parent is not None and parent.key is _MERGE
+        self.record(path, position, False, detached)
+        if event.anchor is not None or merging:
+            frame.log = [((), position, False)]
+            self.loggers.append(frame)
+        self.stack.append(frame)
+
+    def end(self) -> None:
+        frame = self.stack.pop()
+        if frame.log is not None:
+            self.loggers.remove(frame)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = _Anchor(frame.value, frame.size, frame.log or [])
+        if self.stack:
+            self.stack[-1].size += frame.size - 1  # count() already added the frame itself
+        parent = self.stack[-1] if self.stack else None
+        if parent is not None and isinstance(parent.value, dict) and parent.key is None:
+            self.key(frame.value, frame.position, False)  # a mapping or sequence used as a key
+            return
+        if parent is not None and parent.key is _MERGE:
+            items = frame.value if isinstance(frame.value, list) else [frame.value]
+            # Items of an inline `<<: [*a, *b]` list were logged relative to the list; their keys start after the index.
+            if isinstance(frame.value, list):
+                logs = [_item_log(frame.log or [], i) for i in range(len(items))]
+            else:
+                logs = [[(rel, pos, is_key) for rel, pos, is_key in (frame.log or []) if rel]]
+            self.merge(parent, list(zip(items, logs, strict=True)), frame.position)
+            return
+        self.add(frame.value, frame.position)
+
+    def merge(self, parent: _Frame, sources: list[tuple[Any, list[Any]]], position: Position) -> None:
+        """``<<: *defaults``: keys the mapping does not set itself come from the merged mappings, first wins."""
+        parent.key = None
+        for value, log in sources:
+            if not isinstance(value, dict):
+                self.problems.append(
+                    Problem(self.source.file, position.line, position.column, _field(parent.path),
+                            "`<<:` merges a mapping into this one", "write `<<: *name` with &name on a mapping")
+                )  # fmt: skip
+                continue
+            taken = [k for k in value if k not in parent.value]
+            for k in taken:
+                parent.value[k] = value[k]
+            taken_set = set(taken)
+            self.replay([e for e in log if e[0] and e[0][0] in taken_set], parent.path, parent.detached)
+
+    def add(self, value: Any, position: Position) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            parent.value.append(value)
+        else:
+            if parent.key is not _SKIP:
+                parent.value[parent.key] = value
+            parent.key = None
+
+
+def _item_log(log: list[tuple[Path_, Position, bool]], index: int) -> list[tuple[Path_, Position, bool]]:
+    return [(rel[1:], pos, is_key) for rel, pos, is_key in log if rel[:1] == (index,) and len(rel) > 1]
+
+
+def _position(mark: Any) -> Position:
+    return Position(mark.line + 1, mark.column + 1)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a large tree of objects is built (a document, its models, its plan).
+
+    Such trees hold no reference cycles, but each full collection walks every object built so far, which made
+    validating 10,000 shots cost twice as much per shot as 500. Reference counting still frees everything.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-        if node is None:
-            return None, source
-        builder = _Builder(source)
-        data = builder.build(node, ())
-    except yaml.MarkedYAMLError as exc:  # syntax errors, and tags no safe constructor accepts
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@collector_paused()
+def load_yaml(
+    text: str, file: str, *, written_numbers: bool = True, refuse_yes_no: bool = False
+) -> tuple[Any, SourceMap]:
+    """Parse ``text`` into Python data and a SourceMap; every problem becomes a StoryboardError with position.
+
+    ``written_numbers`` makes plain numbers :class:`WrittenInt`/:class:`WrittenFloat`, which text fields read
+    back as written; template variables, which Jinja2 computes with, get plain numbers.
+    ``refuse_yes_no`` makes an unquoted yes/no/on/off an error (see YES_NO_WORDS).
+    """
+    source = SourceMap(file)
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise StoryboardError.single(
+            file,
+            None,
+            None,
+            "",
+            f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
+            "split the film into several storyboards",
+        )
+    builder = _Builder(source, written_numbers, refuse_yes_no)
+    loader = _Loader(text)
+    try:
+        while True:
+            event = loader.get_event()
+            if isinstance(event, ScalarEvent):
+                builder.scalar(event)
+            elif isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                builder.start(event)
+            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                builder.end()
+            elif isinstance(event, AliasEvent):
+                builder.alias(event)
+            elif isinstance(event, DocumentStartEvent):
+                builder.documents += 1
+                if builder.documents > 1:
+                    position = _position(event.start_mark)
+                    raise _Refused(
+                        position,
+                        "a storyboard is a single YAML document, but a second one starts here",
+                        "remove the `---` line and what follows, or merge the two",
+                    )
+            elif isinstance(event, StreamEndEvent):
+                break
+    except _Refused as exc:
+        raise StoryboardError.single(
+            file, exc.position.line, exc.position.column, "", exc.message, exc.fix
+        ) from None
+    except yaml.MarkedYAMLError as exc:  # syntax errors
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{exc.context}, {problem}"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem += " (a tab: YAML is indented with spaces)"
         raise StoryboardError.single(
             file,
             line,
@@ -155,5 +523,28 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         ) from None
     except yaml.YAMLError as exc:
         raise StoryboardError.single(file, None, None, "", f"YAML error: {exc}", "") from None
+    finally:
+        loader.dispose()
     StoryboardError.raise_if_any(builder.problems)
-    return data, source
+    return builder.root, source
+
+
+def read_yaml_value(text: str, file: str) -> Any:
+    """A YAML value read with the same rules and bounds as a storyboard, for template variables (``vars:``,
+    ``--var``): plain numbers, and an unquoted yes/no/on/off refused rather than guessed at.
+
+    >>> read_yaml_value("[amber, 3, 'no']", "--var")
+    ['amber', 3, 'no']
+    """
+    return load_yaml(text, file, written_numbers=False, refuse_yes_no=True)[0]
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    if line < len(lines) and column < len(lines[line]):
+        return lines[line][column]
+    return ""
+
+
+def _tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -166,3 +167,156 @@ def test_a_storyboard_file_plans_as_the_same_storyboard_built_in_python(tmp_path
     in_python = plan_film(Storyboard.model_validate(board)).to_json()
     assert json.loads(result.output) == json.loads(json.dumps(in_python))
     assert json.loads(result.output)["chains"] == [["glide", "dip", "rise"], ["heron"]]
+
+
+# --- hostile storyboards, --print-yaml, --var and --seed ----------------------------------------------------------
+
+ONE_SHOT = "storyreel: 1\nscenes:\n  - id: a\n    shots:\n"
+LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+HOSTILE = {
+    "laughs.yaml": LAUGHS + ONE_SHOT + "      - {id: x, prompt: p, duration: 1}\n",
+    "jinja.yaml": ONE_SHOT + "      - {id: x, prompt: \"{{ 'x' * 1000000000000 }}\", duration: 1}\n",
+    "loops.yaml": ONE_SHOT
+    + '      - {id: x, prompt: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", '
+    "duration: 1}\n",
+    "huge.yaml": ONE_SHOT + "      - {id: x, prompt: p, frames: 100000000}\n",
+    "wide.yaml": "storyreel: 1\ngeneration: {resolution: 100000x100000}\n"
+    + ONE_SHOT[13:]
+    + "      - {id: x, prompt: p, duration: 1}\n",
+    "deep.yaml": "storyreel: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n",
+    "pow.yaml.j2": "vars:\n  n: 1\n" + ONE_SHOT + '      - {id: x, prompt: "{{ 9**(9**9) }}", duration: 1}\n',
+    "hang.yaml.j2": "vars:\n  n: 1\n"
+    + ONE_SHOT
+    + "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+    "strings.yaml.j2": "vars:\n  n: 1\n"
+    + ONE_SHOT
+    + "      - {id: x, prompt: \"{{ 'x' * 10**12 }}\", duration: 1}\n",
+}
+
+
+def test_hostile_storyboards_exit_1_with_a_message_in_bounded_memory(tmp_path):
+    """Each is refused by the real command with its memory capped at 2 GiB: a storyboard that tried to expand
+    to gigabytes would die of MemoryError (exit 2, a traceback) instead of being refused."""
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+        "from storyreel.cli import main; sys.argv = ['storyreel', 'validate', sys.argv[1]]; main()"
+    )
+    for name, text in HOSTILE.items():
+        path = tmp_path / name
+        path.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 1, (name, result.stderr)
+        assert result.stderr.startswith(f"error: {path}:") and "Traceback" not in result.stderr, (
+            name,
+            result.stderr,
+        )
+
+
+def test_print_yaml_shows_what_a_template_renders_to_even_when_it_does_not_validate(write_story):
+    path = write_story(
+        "vars:\n  n: 2\n"
+        + ONE_SHOT
+        + "{% for i in range(n) %}\n      - {id: s{{ i }}, prompt: p, duraton: 1}\n{% endfor %}\n",
+        "loop.yaml.j2",
+    )
+    result = runner.invoke(app, ["validate", str(path), "--print-yaml", "--var", "n=3"])
+    assert result.exit_code == 1
+    rendered = (
+        "vars:\n  n: 2\n"
+        + ONE_SHOT
+        + "".join(f"      - {{id: s{i}, prompt: p, duraton: 1}}\n" for i in range(3))
+    )
+    assert result.stdout == rendered
+    assert (
+        f"error: {path} (rendered):7:29: scenes[0].shots[0].duraton: unknown key 'duraton'" in result.stderr
+    )
+    assert (
+        f"note: {path} is a template: the positions above are in the YAML it renders to; see that YAML with "
+        f"`storyreel validate {path} --var n=3 --print-yaml`" in result.stderr.replace("\n", "")
+    )
+    path.write_text(path.read_text().replace("duraton", "duration"))
+    ok = runner.invoke(app, ["validate", str(path), "--print-yaml"])
+    assert ok.exit_code == 0 and ok.stdout.startswith("vars:\n") and f"ok {path}" in ok.stderr
+
+
+def test_print_yaml_of_a_plain_storyboard_is_the_file(write_story):
+    path = write_story(small_board())
+    result = runner.invoke(app, ["validate", str(path), "--print-yaml"])
+    assert result.exit_code == 0 and result.stdout == path.read_text()
+
+
+def test_var_with_a_newline_cannot_add_keys(write_story):
+    path = write_story(
+        "vars:\n  hero: fox\n" + ONE_SHOT + "      - {id: x, prompt: '{{ hero }}', duration: 1}\n",
+        "v.yaml.j2",
+    )
+    result = runner.invoke(
+        app, ["validate", str(path), "--var", "hero=fox'}\n      - {id: y, prompt: injected"]
+    )
+    assert result.exit_code == 1
+    assert (
+        "error: --var: the value of hero holds a newline or another control character; give a one-line value"
+        in (result.output.replace("\n", ""))
+    )
+
+
+def test_seed_is_bounded_and_replaces_film_and_scene_seeds_but_not_a_shot_seed(write_story):
+    board = small_board(seed=3)
+    board["scenes"][1]["generation"] = {"seed": 11}
+    board["scenes"][1]["shots"][0]["generation"] = {"seed": 7}
+    path = write_story(board)
+    shots = {
+        s["id"]: s["seed"]
+        for s in json.loads(runner.invoke(app, ["plan", str(path), "--json", "--seed", "5"]).output)["shots"]
+    }
+    from storyreel.plan import derive_seed
+
+    assert shots == {
+        "glide": derive_seed(5, "glide"),
+        "dip": derive_seed(5, "dip"),
+        "heron": 7,
+        "rise": derive_seed(5, "rise"),
+    }
+    for command in ("plan", "render"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from storyreel.cli import main; main()",
+                command,
+                str(path),
+                "--seed",
+                str(2**32),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1 and "--seed" in result.stderr and "4294967295" in result.stderr
+        helped = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert "a seed set on a shot itself is kept" in " ".join(
+            re.sub("[│╭╮╰╯─]", " ", helped.output).split()
+        )
+
+
+def test_a_large_plan_groups_repeated_notes(write_story):
+    board = {
+        "storyreel": 1,
+        "generation": {"causal_block_size": 5},
+        "scenes": [
+            {
+                "id": "a",
+                "shots": [
+                    {"id": f"s{i}", "prompt": "p", "duration": "3s", "transition": "cut"} for i in range(200)
+                ],
+            }
+        ],
+    }
+    result = runner.invoke(app, ["plan", str(write_story(board))])
+    assert result.exit_code == 0
+    notes = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert notes == ["note: shots 's0', 's1', 's2' and 197 more: 3s (72 frames) snapped to 77 frames (3.21s)"]

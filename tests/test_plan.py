@@ -336,3 +336,112 @@ def test_rows_match_diffusers_timestep_matrix():
             prefix,
             ar_step,
         )
+
+
+# --- fixes that validate, notes that say what was changed -------------------------------------------------------
+
+
+def _plans(generation: dict) -> bool:
+    from storyreel import StoryboardError
+
+    try:
+        plan_film(film(generation, [{"id": "a", "prompt": "p", "frames": 193}]))
+    except StoryboardError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("base", "overlap", "block"),
+    [(17, 17, 1), (97, 97, 1), (97, 21, 5), (81, 17, 5), (81, 21, 5), (97, 101, 5), (9, 5, 3), (57, 37, 4)],
+)
+def test_every_suggested_window_setting_validates(base, overlap, block):
+    import re
+
+    from storyreel import StoryboardError
+
+    settings = {"base_num_frames": base, "overlap_history": overlap, "causal_block_size": block}
+    with pytest.raises(StoryboardError) as caught:
+        plan_film(film(settings))
+    for problem in caught.value.problems:
+        assert problem.fix.startswith("use "), problem
+        if " with overlap_history " in problem.fix:  # a pair, changed together
+            b, o = map(int, re.findall(r"\d+", problem.fix))
+            assert _plans({**settings, "base_num_frames": b, "overlap_history": o}), problem
+            continue
+        for key, values in re.findall(
+            r"(overlap_history|base_num_frames|causal_block_size) ((?:\d+(?: or )?)+)", problem.fix
+        ):
+            for value in map(int, values.split(" or ")):
+                assert value != settings[key], problem  # never the value that is wrong
+                assert _plans({**settings, key: value}), (problem, key, value)
+
+
+def test_the_overlap_fix_never_suggests_the_wrong_value_again():
+    from storyreel import StoryboardError
+
+    with pytest.raises(StoryboardError) as caught:
+        plan_film(film({"overlap_history": 17, "base_num_frames": 17}))
+    assert str(caught.value) == (
+        "<storyboard>: generation.overlap_history: overlap_history 17 must be smaller than base_num_frames 17; "
+        "use overlap_history 13 or 9, or base_num_frames 97 or 121"
+    )
+
+
+def test_the_parent_fix_lengthens_to_a_duration_that_works():
+    from storyreel import StoryboardError
+
+    shots = [{"id": "a", "prompt": "p", "duration": "0.3s"}, {"id": "b", "prompt": "q", "frames": 40}]
+    with pytest.raises(StoryboardError) as caught:
+        plan_film(film({"overlap_history": 37, "fps": 30}, shots))
+    fix = caught.value.problems[0].fix
+    assert fix == "lengthen 'a' to at least 1.23s, or lower overlap_history to 9 or less"
+    shots[0]["duration"] = "1.23s"
+    assert plan_film(film({"overlap_history": 37, "fps": 30}, shots)).shot("b").conditioned_on == "a"
+
+
+def test_a_transition_cut_to_fit_is_noted():
+    plan = plan_film(
+        film(
+            {"fps": 24},
+            [
+                {"id": "a", "prompt": "p", "frames": 49},
+                {
+                    "id": "b",
+                    "prompt": "p",
+                    "frames": 97,
+                    "transition": "dissolve",
+                    "transition_duration": "5s",
+                },
+            ],
+        )
+    )
+    assert plan.shot("b").transition_frames == 24
+    assert plan.notes == [
+        "shot 'b': its 5.00s dissolve is cut to 1.00s (24 frames): a dissolve takes at most half of each shot it "
+        "joins, here 'a' (49 frames) and this shot (97)"
+    ]
+
+
+def test_notes_repeated_across_shots_are_one_line():
+    shots = [{"id": f"s{i}", "prompt": "p", "duration": "3s", "transition": "cut"} for i in range(200)]
+    plan = plan_film(film({"causal_block_size": 5}, shots))
+    assert plan.notes == ["shots 's0', 's1', 's2' and 197 more: 3s (72 frames) snapped to 77 frames (3.21s)"]
+    few = plan_film(film({"causal_block_size": 5}, shots[:3]))
+    assert few.notes == ["shots 's0', 's1' and 's2': 3s (72 frames) snapped to 77 frames (3.21s)"]
+
+
+def test_a_seed_beyond_what_the_storyboard_accepts_is_refused():
+    from storyreel import StoryboardError
+
+    with pytest.raises(
+        StoryboardError, match=r"--seed: 4294967296 is not a seed; use a number from 0 to 4294967295"
+    ):
+        plan_film(film(), seed=2**32)
+    assert plan_film(film(), seed=2**32 - 1).shot("a").seed == derive_seed(2**32 - 1, "a")
+
+
+def test_long_asynchronous_windows_are_counted_at_once():
+    # the largest window the bounds allow, at the most steps and the widest async step
+    assert timestep_rows(65, 0, 1000, 100) == 1000 + 64 * 100
+    assert timestep_rows(65, 65, 30, 5) == 0

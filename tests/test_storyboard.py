@@ -589,3 +589,373 @@ def test_built_in_code_the_same_checks_apply():
         "<storyboard>: scenes[0].shots[0].prompt: unknown character 'ghost' in {{ ghost }}; "
         "there are no characters defined (define it under the top-level `characters:`)"
     )
+
+
+# --- reading YAML the way a person means it, within bounds ------------------------------------------------------
+
+ONE_SHOT = "storyreel: 1\nscenes:\n  - id: a\n    shots:\n"
+
+
+def test_yaml_1_1_surprises_stay_what_was_written(write_story):
+    path = write_story(
+        ONE_SHOT + "      - {id: yes, prompt: on, duration: 0:45, caption: 11:58}\n"
+        "      - {id: 007, prompt: 0x1F, frames: 49, caption: 1.50, transition: cut}\n"
+        "      - {id: off, prompt: 2024-05-01, duration: 4, caption: 12, transition: cut}\n"
+    )
+    board = load_storyboard(path)
+    first, second, third = (shot for _, _, _, shot in board.iter_shots())
+    assert (first.id, first.prompt, first.duration, first.caption) == ("yes", "on", 45.0, "11:58")
+    assert (second.id, second.prompt, second.caption) == ("007", "0x1F", "1.50")
+    assert (third.id, third.prompt, third.caption) == ("off", "2024-05-01", "12")
+
+
+def test_a_hex_looking_resolution_is_text_and_refused_as_a_size(write_story):
+    path = write_story(
+        "storyreel: 1\ngeneration: {resolution: 0x0}\n"
+        + ONE_SHOT[13:]
+        + "      - {id: x, prompt: p, duration: 1}\n"
+    )
+    assert only_problem(path) == (
+        f"{where(path, '0x0')}: generation.resolution: 0x0 is not a valid size: both sides must be multiples of 16 "
+        "and at least 64; use 64x64"
+    )
+
+
+def test_true_in_a_text_field_asks_for_quotes(write_story):
+    path = write_story(ONE_SHOT + "      - {id: x, prompt: p, duration: 1, caption: true}\n")
+    assert only_problem(path) == (
+        f"{where(path, 'true')}: scenes[0].shots[0].caption: true was read as true/false, not as text; "
+        'write it in quotes: "true"'
+    )
+
+
+def test_minutes_and_seconds_durations():
+    assert parse_duration("1:30") == 90.0 and parse_duration("0:04.5") == 4.5
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration("1:75")
+
+
+def test_billion_laughs_is_refused_at_the_alias_that_expands_too_far(write_story):
+    laughs = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+        f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    path = write_story(laughs + ONE_SHOT + "      - {id: x, prompt: p, duration: 1}\n")
+    assert only_problem(path) == (
+        f"{path}:6:8: aliases (*name) here expand the document past 100,000 copied values; write the values out, "
+        "or reuse fewer anchors; a storyboard never needs this many copies"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "storyreel: 1\nx: " + "[" * 100 + "]" * 100 + "\n",
+            "2:67: the document nests more than 64 levels deep",
+        ),
+        ("storyreel: 1\n---\nstoryreel: 1\n", "2:1: a storyboard is a single YAML document"),
+        (
+            "storyreel: !!python/object:os.system 1\n",
+            "1:12: the tag !!python/object:os.system is not supported",
+        ),
+        ("storyreel: 1\ntitle: *nowhere\n", "2:8: *nowhere names no anchor; define it first with &nowhere"),
+        ("storyreel: 1\nscenes:\n\t- id: a\n", "3:1: YAML syntax error: while scanning for the next token"),
+    ],
+)
+def test_documents_that_cannot_be_read_are_positioned_errors(write_story, text, expected):
+    path = write_story(text)
+    assert only_problem(path).startswith(f"{path}:{expected}")
+
+
+@pytest.mark.parametrize(
+    ("shot", "expected"),
+    [
+        (
+            "{id: x, prompt: p, frames: true}",
+            "frames: true was read as true/false, not as a number; write a number",
+        ),
+        (
+            "{<<: 5, id: x, prompt: p, duration: 1}",
+            "scenes[0].shots[0]: `<<:` merges a mapping into this one",
+        ),
+        ("{id: x, prompt: p, frames: " + "9" * 5000 + "}", "exceeded maximum size"),
+        ("{id: x, prompt: p, duration: 1, caption: " + "x" * 5000 + "}", None),
+    ],
+)
+def test_odd_values_are_refused_or_read_as_written(write_story, shot, expected):
+    path = write_story(ONE_SHOT + "      - " + shot + "\n")
+    if expected is None:
+        assert load_storyboard(path).scenes[0].shots[0].caption == "x" * 5000
+        return
+    message = only_problem(path)
+    assert expected in message and len(message) < 400, message
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(write_story):
+    text = "storyreel: 1\ntitle: '" + "x" * (9 * 1024 * 1024) + "'\n"
+    path = write_story(text)
+    assert only_problem(path) == (
+        f"{path}: the file holds {len(text):,} characters, more than the 8,388,608 a storyboard may have; "
+        "split the film into several storyboards"
+    )
+
+
+def test_merge_keys_keep_the_positions_of_what_they_merge(write_story):
+    path = write_story(
+        ONE_SHOT + "      - &base {id: x, prompt: p, duration: 4s, camera: {shot: closup}}\n"
+        "      - id: y\n        <<: *base\n        duration: 2s\n"
+    )
+    found = problems_of(path)
+    # the misspelt shot type is written once, on the anchor's line: both shots point there
+    assert [p.split(": ")[0] for p in found] == [where(path, "closup")] * 2
+    assert [p.split(": ")[1] for p in found] == [
+        "scenes[0].shots[0].camera.shot",
+        "scenes[0].shots[1].camera.shot",
+    ]
+
+
+# --- prompts hold {{ character }} references only ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "fragment"),
+    [
+        ("{{ 7*7 }} swans", "{{ 7*7 }}"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for i in range(100000) %}",
+        ),
+        ("{{ 'x' * 1000000000 }}", "{{ 'x' * 1000000000 }}"),
+        ("a swan {# a comment #}", "{# a comment #}"),
+        ("{{- swan }} glides", "{{- swan }}"),
+        ("{{ swan", "{{ swan"),
+    ],
+)
+def test_prompts_only_hold_character_references(write_story, prompt, fragment):
+    text = (
+        "storyreel: 1\ncharacters:\n  swan: {description: a white swan}\nscenes:\n  - id: a\n    setting: '{{ swan }}'\n"
+        "    shots:\n      - id: x\n        prompt: "
+        + repr(prompt).replace("\\\\", "\\")
+        + "\n        duration: 1\n"
+    )
+    path = write_story(text)
+    assert only_problem(path) == (
+        f"{path}:9:17: scenes[0].shots[0].prompt: {fragment!r} is not a character reference: prompts and settings "
+        "only hold {{ character }} references; write a character as {{ name }} with a name from `characters:`, or "
+        "remove the braces (expressions and loops belong in a .yaml.j2 template)"
+    )
+
+
+def test_references_expand_as_before_and_settings_are_read_the_same_way(write_story):
+    path = write_story(
+        'storyreel: 1\ncharacters:\n  swan: {description: "a  white\\n swan"}\nscenes:\n  - id: a\n'
+        "    setting: 'a lake {{swan}} knows, {% if x %}'\n    shots:\n"
+        "      - {id: x, prompt: '{{swan}} and {{  swan  }}}} }} {', duration: 1}\n"
+    )
+    assert only_problem(path).startswith(
+        f"{path}:6:14: scenes[0].setting: '{{% if x %}}' is not a character reference"
+    )
+    path.write_text(path.read_text().replace(", {% if x %}", ""))
+    board = load_storyboard(path)
+    assert board.expanded_prompt(board.scenes[0].shots[0]) == "a white swan and a white swan}} }} {"
+    assert plan_film(board).shots[0].setting == "a lake a white swan knows"
+
+
+@pytest.mark.parametrize("name", ["none", "self", "true", "False", "loop", "range", "namespace"])
+def test_character_names_templates_cannot_reference_are_refused(write_story, name):
+    path = write_story(
+        f"storyreel: 1\ncharacters:\n  '{name}': {{description: a ghost}}\nscenes:\n  - id: a\n    shots:\n"
+        f"      - {{id: x, prompt: '{{{{ {name} }}}} walks', duration: 1, characters: ['{name}']}}\n"
+    )
+    assert only_problem(path) == (
+        f"{path}:3:3: characters.{name}: a character cannot be called '{name}': templates read {{{{ {name} }}}} as "
+        f"their own '{name}'; rename it, e.g. '{name}_character' or a name that says who it is"
+    )
+
+
+def test_a_boolean_character_name_is_reported_as_such(write_story):
+    path = write_story(
+        "storyreel: 1\ncharacters:\n  true: {description: a}\n"
+        + ONE_SHOT[13:]
+        + "      - {id: x, prompt: p, duration: 1}\n"
+    )
+    assert only_problem(path) == (
+        f'{path}:3:3: characters.true: true was read as true/false, not as text; write it in quotes: "true"'
+    )
+
+
+@pytest.mark.parametrize("field", ["prompt", "description"])
+def test_whitespace_only_prompts_and_descriptions_are_refused(write_story, field):
+    path = write_story(
+        "storyreel: 1\ncharacters:\n  swan: {description: 'a swan'}\nscenes:\n  - id: a\n    shots:\n"
+        "      - {id: x, prompt: '{{ swan }}', duration: 1}\n".replace(
+            "'a swan'" if field == "description" else "'{{ swan }}'", "'  \\t '".replace("\\t", "\t")
+        )
+    )
+    what = {"prompt": "describe what happens in the shot", "description": "describe how the character looks"}
+    message = only_problem(path)
+    assert message.endswith(f"the {field} is empty (only spaces); {what[field]}"), message
+
+
+def test_an_expanded_prompt_is_bounded(write_story):
+    path = write_story(
+        "storyreel: 1\ncharacters:\n  swan: {description: '"
+        + "x" * 30_000
+        + "'}\nscenes:\n  - id: a\n    shots:\n"
+        "      - {id: x, prompt: '{{ swan }} {{ swan }} {{ swan }} {{ swan }}', duration: 1}\n"
+    )
+    assert only_problem(path) == (
+        f"{path}:7:25: scenes[0].shots[0].prompt: filled in with the character descriptions it is 120,003 "
+        "characters, more than the 100,000 a prompt may have; shorten it or the descriptions (the video model's "
+        "text encoder reads only about 512 tokens)"
+    )
+
+
+def test_the_film_s_expanded_prompts_are_bounded_together(write_story):
+    shots = "".join(
+        f"      - {{id: s{i}, prompt: '{{{{ swan }}}} {{{{ swan }}}}', duration: 1}}\n" for i in range(300)
+    )
+    path = write_story(
+        "storyreel: 1\ncharacters:\n  swan: {description: '"
+        + "x" * 40_000
+        + "'}\nscenes:\n  - id: a\n    shots:\n"
+        + shots
+    )
+    assert only_problem(path) == (
+        f"{path}:256:28: scenes[0].shots[249].prompt: with this one, the film's prompts and settings, filled in, add "
+        "up to more than 20,000,000 characters; reference long character descriptions less often, or split the film"
+    )
+
+
+# --- upper bounds ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            "duration: 36000s",
+            "duration: 36000s is longer than the 60s a shot may last; split it into shots of up to 60s",
+        ),
+        ("duration: 10min", "duration: 600s is longer than the 60s a shot may last"),
+        (
+            "frames: 100000000",
+            "frames: 100000000 is out of bounds: `frames` must be at most 1457; split it into shots",
+        ),
+        ("duration: .inf", "duration: .inf is not a finite number of seconds; set a duration such as 4s"),
+        ("duration: .nan", "duration: .nan is not a finite number of seconds; set a duration such as 4s"),
+        ("duration: 1e999", "duration: 1e999 is not a finite number of seconds"),
+        (
+            "transition_duration: 30s",
+            "transition_duration: 30s is longer than the 10s a dissolve or fade may last",
+        ),
+        (
+            "generation: {base_num_frames: 1001}",
+            "generation.base_num_frames: 1001 is out of bounds: `base_num_frames` "
+            "must be at most 257; use 97 (540P) or 121 (720P)",
+        ),
+        (
+            "generation: {guidance_scale: .inf}",
+            "generation.guidance_scale: .inf is not a finite number; use 6.0",
+        ),
+        (
+            "generation: {ar_step: 1000000}",
+            "generation.ar_step: 1000000 is out of bounds: `ar_step` must be at most 100",
+        ),
+    ],
+)
+def test_upper_bounds_are_refused_with_the_bound_and_a_fix(write_story, setting, expected):
+    length = "" if setting.startswith(("duration", "frames")) else "        duration: 1\n"
+    path = write_story(ONE_SHOT + "      - id: x\n        prompt: p\n        " + setting + "\n" + length)
+    message = only_problem(path)
+    assert expected in message, message
+
+
+@pytest.mark.parametrize(
+    ("resolution", "fix"),
+    [
+        ("100000x100000", "use 720P (1280x720) or 540P (960x544)"),
+        ("1920x1920", "use 720P (1280x720) or 540P (960x544)"),
+        ("4096x64", "use 720P (1280x720) or 540P (960x544)"),
+    ],
+)
+def test_resolution_is_bounded(write_story, resolution, fix):
+    path = write_story(
+        f"storyreel: 1\ngeneration: {{resolution: {resolution}}}\n"
+        + ONE_SHOT[13:]
+        + "      - {id: x, prompt: p, duration: 1}\n"
+    )
+    message = only_problem(path)
+    assert "is larger than a film may be: at most 1920 pixels a side and 2,088,960 pixels in all" in message
+    assert message.endswith(fix + ", the sizes SkyReels-V2 is trained at")
+    assert load_storyboard(write_story(path.read_text().replace(resolution, "1920x1088"), "ok.yaml"))
+
+
+def test_frames_beyond_the_bound_at_a_high_frame_rate_are_refused_in_the_plan(write_story):
+    path = write_story(
+        "storyreel: 1\ngeneration: {fps: 120}\n"
+        + ONE_SHOT[13:]
+        + "      - {id: x, prompt: p, duration: 30s}\n"
+    )
+    assert only_problem(path) == (
+        f"{where(path, '30s')}: scenes[0].shots[0].duration: shot 'x': 30s at 120 fps is 3600 frames, more than "
+        "the 1457 a shot may have; split it into shots of up to 12.14s at 120 fps that continue each other "
+        "(`transition: continue`)"
+    )
+
+
+# --- every problem in one pass --------------------------------------------------------------------------------
+
+
+def test_every_problem_is_reported_in_one_pass(write_story):
+    path = write_story(
+        """\
+        storyreel: 1
+        generation: {overlap_history: 97, fps: 0}
+        characters:
+          swan: {description: a white swan}
+          self: {description: a mirror}
+        scenes:
+          - id: a
+            after: [nowhere]
+            shots:
+              - {id: x, prompt: "{{ swann }} glides", duraton: 4s, camera: {shot: closup}}
+              - {id: y, prompt: "{{ swan }} and {{ self }}", duration: 2s, continues: z}
+              - {id: 'bad id', prompt: p, duration: 2s, transition: wipe}
+              - {id: w, prompt: p, continues: 'bad id'}
+        """
+    )
+    found = problems_of(path)
+    assert [p.split(": ")[1] for p in found] == [
+        "generation.overlap_history",  # a plan check, found although the file has format errors too
+        "generation.fps",
+        "characters.self",
+        "scenes[0].after[0]",
+        "scenes[0].shots[0].prompt",
+        "scenes[0].shots[0].duraton",
+        "scenes[0].shots[0].camera.shot",
+        "scenes[0].shots[1].continues",
+        "scenes[0].shots[2].id",
+        "scenes[0].shots[2].transition",
+        "scenes[0].shots[3]",  # no length
+    ]
+    # `continues: 'bad id'` names a shot whose id is refused: that is not also an unknown shot
+    assert not any("unknown shot 'bad id'" in p for p in found)
+
+
+def test_a_long_film_lists_only_some_known_ids(write_story):
+    shots = "".join(f"      - {{id: s{i}, prompt: p, duration: 1}}\n" for i in range(30))
+    path = write_story(ONE_SHOT + shots + "      - {id: last, prompt: p, duration: 1, continues: zzzzz}\n")
+    assert only_problem(path).endswith(
+        "unknown shot 'zzzzz'; known shot ids: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 21 more"
+    )
+
+
+def test_a_long_film_still_suggests_close_ids(write_story):
+    shots = "".join(f"      - {{id: shot-{i}, prompt: p, duration: 1}}\n" for i in range(1200))
+    path = write_story(
+        ONE_SHOT + shots + "      - {id: heron-dive, prompt: p, duration: 1}\n"
+        "      - {id: last, prompt: p, duration: 1, continues: heron-dvie}\n"
+    )
+    assert only_problem(path).endswith("unknown shot 'heron-dvie'; did you mean 'heron-dive'?")
