@@ -51,10 +51,12 @@ from .camera import (
     parse_move,
 )
 from .errors import Problem, StoryboardError
-from .yaml_source import Path_, SourceMap, collector_paused, field_name, load_yaml
+from .yaml_source import Path_, SourceMap, collector_paused, decode_text, field_name, load_yaml
 
 FORMAT_VERSION = 1
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# A shot id names shots/<id>.mp4 and the temporary files beside it, which a file system caps at 255 bytes.
+MAX_ID_LENGTH = 120
 CHARACTER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Transition = Literal["continue", "cut", "dissolve", "fade"]
 TRANSITIONS: tuple[str, ...] = ("continue", "cut", "dissolve", "fade")
@@ -468,7 +470,9 @@ class Character(_Model):
 
 
 class Shot(_Model):
-    id: str = Field(pattern=IDENTIFIER, description="unique across the film; names shots/<id>.mp4")
+    id: str = Field(
+        pattern=IDENTIFIER, max_length=MAX_ID_LENGTH, description="unique across the film; names shots/<id>.mp4"
+    )
     prompt: Annotated[str, _not_blank("prompt", "describe what happens in the shot")] = Field(
         min_length=1, description="what happens; {{ name }} inserts a character's description"
     )
@@ -492,7 +496,7 @@ class Shot(_Model):
 
 
 class Scene(_Model):
-    id: str = Field(pattern=IDENTIFIER)
+    id: str = Field(pattern=IDENTIFIER, max_length=MAX_ID_LENGTH)
     title: str | None = None
     setting: str | None = Field(None, description="where and when the scene happens; context for every shot")
     after: list[str] = Field(default_factory=list, description="scene ids this scene comes after")
@@ -998,11 +1002,12 @@ def _read_storyboard(path: Path, template_vars: dict[str, Any] | None) -> tuple[
     """(YAML text, how messages name it, whether it came from a template)."""
     display = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes(), display)
     except FileNotFoundError:
         raise StoryboardError.single(display, None, None, "", "file not found", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoryboardError.single(display, None, None, "", f"cannot read the file: {exc}", "") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoryboardError.single(display, None, None, "", f"cannot read the file: {reason}", "") from None
     templated = path.name.endswith(".j2")
     if templated:
         from .templating import render_storyboard_template
@@ -1239,6 +1244,9 @@ def _problems_from_validation(exc: ValidationError, source: SourceMap, data: Any
         elif kind == "string_pattern_mismatch" and path and path[-1] == "id":
             message = f"id {_shown(error['input'])} may hold only letters, digits, '-', '_' and '.'"
             fix = "it names the shot's file, e.g. `id: swan-glide`"
+        elif kind == "string_too_long" and path and path[-1] == "id":
+            message = f"an id of {len(error['input'])} characters is longer than the {MAX_ID_LENGTH} an id may have"
+            fix = "shorten it (a shot's id names its file, shots/<id>.mp4)"
         elif kind == "string_pattern_mismatch":
             message = f"{_shown(error['input'])} is not a valid name"
             fix = "use letters, digits and '_' (it is written as {{ name }} in prompts)"

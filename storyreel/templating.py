@@ -410,6 +410,17 @@ def _vars_block(text: str, file: str) -> tuple[dict[str, Any], int]:
     return values, start + 1
 
 
+def _declared_on(text: str, vars_line: int, name: str) -> int | None:
+    """The line of the template that declares variable ``name`` in the ``vars:`` block starting on ``vars_line``."""
+    declaration = re.compile(rf"^\s+{re.escape(name)}\s*:")
+    for number, line in enumerate(text.splitlines()[vars_line:], start=vars_line + 1):
+        if line.strip() and line[0] not in " \t#":
+            break  # past the block
+        if declaration.match(line):
+            return number
+    return vars_line or None
+
+
 def _walk(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any]]:
     yield path, value
     if isinstance(value, dict):
@@ -545,7 +556,7 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
             f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
             "split the film into several storyboards",
         )
-    declared, _ = _vars_block(text, file)
+    declared, vars_line = _vars_block(text, file)
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise StoryboardError.single(
@@ -603,9 +614,9 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
         if clashes:
             raise StoryboardError.single(
                 file,
+                _declared_on(text, vars_line, clashes[0]),
                 None,
-                None,
-                "vars",
+                f"vars.{clashes[0]}",
                 f"{', '.join(clashes)} is both a variable and a character",
                 "rename one of them",
             )

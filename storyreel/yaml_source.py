@@ -22,9 +22,11 @@ gigabytes ("billion laughs"). Each bound is a positioned error.
 
 from __future__ import annotations
 
+import codecs
 import gc
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +66,10 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 # Words YAML 1.1 read as booleans. Storyboard fields are typed, so they are read as the words they are; a
 # template variable is untyped, where `night: no` would be the word "no", true in `{% if night %}`.
+# Characters that show as nothing, or change what the text around them looks like, so that what a storyboard
+# says differs from what it seems to say: control characters (terminal escapes, NUL, BEL; tab and line breaks
+# are text) and the bidirectional embeddings, overrides and isolates that can reorder a line on screen.
+HIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 YES_NO_WORDS = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
 
 
@@ -295,6 +301,16 @@ class _Builder:
 
     def scalar_value(self, event: ScalarEvent, position: Position) -> Any:
         text, tag = event.value, event.tag
+        hidden = HIDDEN_CHARACTERS.search(text)
+        if hidden is not None:
+            path = self.slot()[0]
+            self.problems.append(
+                Problem(self.source.file, position.line, position.column, _field(path),
+                        f"holds U+{ord(hidden.group()):04X} ({_character_name(hidden.group())}), a character that "
+                        "changes how the text around it shows, so it would not read as it is written",
+                        "remove it")
+            )  # fmt: skip
+            text = HIDDEN_CHARACTERS.sub("", text)
         if tag is None or tag == "!":
             if tag is None and event.implicit[0]:
                 return resolve_plain(text, written_numbers=self.written_numbers)
@@ -521,6 +537,18 @@ def load_yaml(
             f"YAML syntax error: {problem}",
             "check the indentation and quoting here (a value with ': ' or '#' needs quotes)",
         ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere in a document
+        line, column = _line_and_column(text, exc.position)
+        character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+        raise StoryboardError.single(
+            file,
+            line,
+            column,
+            "",
+            f"the file holds the character U+{ord(character):04X} ({_character_name(character)}), which YAML "
+            "does not allow",
+            "remove it; a storyboard is plain text",
+        ) from None
     except yaml.YAMLError as exc:
         raise StoryboardError.single(file, None, None, "", f"YAML error: {exc}", "") from None
     finally:
@@ -537,6 +565,46 @@ def read_yaml_value(text: str, file: str) -> Any:
     ['amber', 3, 'no']
     """
     return load_yaml(text, file, written_numbers=False, refuse_yes_no=True)[0]
+
+
+def decode_text(data: bytes, file: str) -> str:
+    """A storyboard file's bytes as text: UTF-8 (a byte-order mark is dropped), or UTF-16 when it starts with
+    the UTF-16 byte-order mark, as YAML allows. Anything else is a StoryboardError at the first byte that
+    is not UTF-8.
+
+    >>> decode_text("title: Café".encode(), "s.yaml"), decode_text("a: 1".encode("utf-16"), "s.yaml")
+    ('title: Café', 'a: 1')
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        line_start = data.rfind(b"\n", 0, start) + 1
+        column = len(data[line_start:start].decode(encoding, errors="replace")) + 1
+        raise StoryboardError.single(
+            file,
+            line,
+            column,
+            "",
+            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text: byte "
+            f"0x{data[start]:02x} here is not a character (is it a binary file, or saved as Latin-1?)",
+            "save the storyboard as UTF-8 text",
+        ) from None
+
+
+def _line_and_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``index``."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
+
+
+def _character_name(character: str) -> str:
+    return unicodedata.name(character, "a control character")
 
 
 def _char_at(text: str, line: int, column: int) -> str:
