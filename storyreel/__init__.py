@@ -14,19 +14,13 @@ Importing storyreel loads no model library; generators import theirs when chosen
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("storyreel")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
 from .errors import StoryboardError, StoryreelError, UserError
 from .graph import build_graph
 from .manifest import Manifest
 from .plan import FilmPlan, ShotPlan, plan_film
 from .rendering import RenderProgress, render
 from .storyboard import Camera, Character, Generation, Scene, Shot, Storyboard, load_storyboard
+from .version import __version__
 
 __all__ = [
     "Camera",

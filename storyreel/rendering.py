@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .atomic import make_folder, temporary_beside
 from .backends import GENERATORS, load_backend
 from .cache import ShotCache, default_cache_dir
@@ -43,6 +42,7 @@ from .render_folder import RenderFolder, default_out_dir, machine_errors
 from .shot_job import ShotJob, ShotWork, make_shot
 from .storyboard import Storyboard, load_storyboard
 from .tails import TailKeeper
+from .version import __version__
 
 ANIMATIC = "animatic"
 SKYREELS = "skyreels"
@@ -175,11 +175,7 @@ def render(
         #    it is done, so a render killed at any point resumes from there
         report.stage("generate", name)
         manifest = _new_manifest(board, name, model_id, settings.backend, plan)
-        keys = ShotKeys(
-            generator=name,
-            generator_version="/".join(filter(None, (backend.version, backend.identity(options)))),
-            model=resolve_model(model_id, board.base_dir).identity() if model_id else None,
-        )
+        keys = _shot_keys(name, backend, options)
         with LazyGenerator(backend, options) as engine:
             work = ShotWork(
                 folder=folder,
@@ -308,6 +304,16 @@ def _open_cache(cache_dir: str | Path | None, report: RenderProgress) -> ShotCac
     cache = ShotCache(cache_dir, warn=report.note)
     make_folder(cache.shots)
     return cache
+
+
+def _shot_keys(name: str, backend: type[Generator] | Generator, options: GeneratorOptions) -> ShotKeys:
+    """What every shot's cache key shares: the generator, its version and the precision its options resolve
+    to, and the identity of the model it loads."""
+    return ShotKeys(
+        generator=name,
+        generator_version="/".join(filter(None, (backend.version, backend.identity(options)))),
+        model=resolve_model(options.model, options.base_dir).identity() if options.model else None,
+    )
 
 
 def _new_manifest(
