@@ -608,98 +608,6 @@ cache_app = typer.Typer(help="Show and trim the shot cache.", no_args_is_help=Tr
 app.add_typer(cache_app, name="cache")
 
 
-_NUMBER_AND_UNIT = r"([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)"  # sign, number, unit
-_SIZE_UNITS = {
-    **dict.fromkeys(("b", "byte", "bytes"), 1),
-    **dict.fromkeys(("k", "kb", "kib"), 1 << 10),
-    **dict.fromkeys(("m", "mb", "mib"), 1 << 20),
-    **dict.fromkeys(("g", "gb", "gib"), 1 << 30),
-    **dict.fromkeys(("t", "tb", "tib"), 1 << 40),
-    **dict.fromkeys(("p", "pb", "pib"), 1 << 50),
-}
-_DAY = 86400
-_AGE_UNITS = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
-    **dict.fromkeys(("d", "day", "days"), _DAY),
-    **dict.fromkeys(("w", "week", "weeks"), 7 * _DAY),
-    **dict.fromkeys(("mo", "month", "months"), 30 * _DAY),
-    **dict.fromkeys(("y", "yr", "year", "years"), 365 * _DAY),
-}
-_SIZE_EXAMPLES = "write a size such as 500M, 20G or 1.5T (units B, K, M, G, T, P: powers of 1024)"
-_AGE_EXAMPLES = "write an age such as 12h, 30d, 6w or 1y (units s, min, h, d, w, mo, y)"
-_EVERYTHING = "to remove every cached shot on purpose, run: storyreel cache gc --all"
-
-
-def _number_and_unit(option: str, text: str, what: str, examples: str) -> tuple[float, str]:
-    """(value, unit) of ``12h``, ``1.5 G``; UserError unless it is one positive, finite number and a unit.
-
-    Zero or less is refused before the unit is looked at: it would remove every shot whatever the unit.
-    """
-    import math
-    import re
-
-    from .errors import UserError
-
-    match = re.fullmatch(_NUMBER_AND_UNIT, text.strip())
-    if match is None:
-        if text.strip().lstrip("+-").lower() in ("inf", "infinity", "nan"):
-            raise UserError(f"{option} {text!r} is not a finite number; {examples}")
-        raise UserError(f"{option} {text!r} is not a number with a unit; {examples}")
-    sign, number, unit = match.groups()
-    value = float(number)
-    if sign == "-" or value == 0:
-        raise UserError(
-            f"{option} {text!r}: {what} of zero or less would remove every cached shot, so nothing was "
-            f"removed; {examples}, or, {_EVERYTHING}"
-        )
-    if not math.isfinite(value):
-        raise UserError(f"{option} {text!r} is too large; {examples}")
-    if not unit:
-        raise UserError(f"{option} {text!r} has no unit; {examples}")
-    return value, unit
-
-
-def _size(text: str, option: str = "--max-size") -> int:
-    """Bytes in '500M', '20G', '1.5T', '4096B': a positive number and a unit, powers of 1024.
-
-    A bare number is refused (was '50' meant as bytes, which would empty the cache, or as 50G?), and so is
-    zero or less: each would remove every shot by accident, and ``--all`` says that on purpose.
-    """
-    from .errors import UserError
-
-    value, unit = _number_and_unit(option, text, "a size", _SIZE_EXAMPLES)
-    if unit.lower() not in _SIZE_UNITS:
-        raise UserError(f"{option} {text!r}: unknown unit {unit!r}; {_SIZE_EXAMPLES}")
-    size = int(value * _SIZE_UNITS[unit.lower()])
-    if size < 1:
-        raise UserError(
-            f"{option} {text!r} is less than one byte, which would remove every cached shot, so nothing was "
-            f"removed; {_SIZE_EXAMPLES}, or, {_EVERYTHING}"
-        )
-    return size
-
-
-def _age(text: str, option: str = "--older-than") -> float:
-    """Seconds in '90min', '12h', '30d', '2w', '6mo', '1y': a positive number and a unit.
-
-    A bare number and 'm' are refused as ambiguous (days or seconds? minutes or months?), and so is zero
-    or less: each could remove every shot by accident, and ``--all`` says that on purpose.
-    """
-    from .errors import UserError
-
-    value, unit = _number_and_unit(option, text, "an age", _AGE_EXAMPLES)
-    if unit in ("m", "M"):
-        number = text.strip()[:-1].strip()
-        raise UserError(
-            f"{option} {text!r}: 'm' could mean minutes or months; write {number}min or {number}mo"
-        )
-    if unit.lower() not in _AGE_UNITS:
-        raise UserError(f"{option} {text!r}: unknown unit {unit!r}; {_AGE_EXAMPLES}")
-    return value * _AGE_UNITS[unit.lower()]
-
-
 def _human(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024:
@@ -775,7 +683,7 @@ def cache_gc(
     Every argument is checked before anything is removed: an age or size that is not a positive number
     with a unit, or a KEEP storyboard that does not exist, stops gc with nothing removed.
     """
-    from .cache import ShotCache, kept_storyboards, plan_gc
+    from .cache import ShotCache, apply_gc, kept_storyboards, parse_age, parse_size, plan_gc
 
     with _errors():
         if older_than is None and max_size is None and not everything:
@@ -783,17 +691,14 @@ def cache_gc(
                 "nothing to do: give --older-than (e.g. 30d), --max-size (e.g. 50G) or --all (see --help)"
             )
             raise typer.Exit(1)
-        age = _age(older_than) if older_than is not None else None
-        size = _size(max_size) if max_size is not None else None
+        age = parse_age(older_than) if older_than is not None else None
+        size = parse_size(max_size) if max_size is not None else None
         protect = kept_storyboards(list(keep or []))
         cache = ShotCache(cache_dir)
         plan = plan_gc(cache, older_than=age, max_bytes=size, protect=protect, everything=everything)
         freed = sum(size for _, _, size in plan.remove)
         if not dry_run:
-            for folder, _, _ in plan.remove:
-                cache.remove(folder)
-            for staging in cache.abandoned():
-                cache.remove(staging)
+            apply_gc(cache, plan)
         verb = "would remove" if dry_run else "removed"
         out.print(
             f"{verb} {len(plan.remove)} shot(s), {_human(freed)}"
