@@ -56,14 +56,14 @@ def enhancer_serve(
             max_model_len=max_model_len,
             note=lambda message: err.print(escape(message)),
         )
-        out.print(server.url)
-        err.print(
-            f"[green]ready:[/] serving {escape(', '.join(server.models))}; render with --enhancer {escape(backend)} "
-            f"--enhancer-url {server.url} (or export STORYREEL_ENHANCER_URL={server.url}); log: {server.log_path}; "
-            "Ctrl-C stops it",
-            soft_wrap=True,
-        )
-        try:
+        try:  # from the moment the URL is out, Ctrl-C stops the server (it must not outlive the command)
+            out.print(server.url)
+            err.print(
+                f"[green]ready:[/] serving {escape(', '.join(server.models))}; render with --enhancer {escape(backend)} "
+                f"--enhancer-url {server.url} (or export STORYREEL_ENHANCER_URL={server.url}); log: {server.log_path}; "
+                "Ctrl-C stops it",
+                soft_wrap=True,
+            )
             code = server.wait()
         except KeyboardInterrupt:
             server.stop()
