@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "x264 default (auto threads, lookahead thread)": (),
     "-threads 1": ("-threads", "1"),
-    "storyreel: -threads 8, sync-lookahead=0": None,  # whatever storyreel.assemble uses
+    "storyreel: -threads 8, sync-lookahead=0": None,  # whatever storyreel.video uses
 }
 
 
@@ -47,10 +47,10 @@ def main() -> None:
     import numpy as np
 
     import storyreel
-    from storyreel import assemble
-    from storyreel.assemble import FILM_CRF, VideoWriter, read_frames
+    from storyreel import video
+    from storyreel.video import FILM_CRF, VideoWriter, read_frames
 
-    chosen = assemble.X264_DETERMINISTIC
+    chosen = video.X264_DETERMINISTIC
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -65,7 +65,7 @@ def main() -> None:
                 stream.write(frame.tobytes())
         frames = np.memmap(raw, dtype=np.uint8, mode="r").reshape(-1, height, width, 3)
         for name, threading in SETTINGS.items():
-            assemble.X264_DETERMINISTIC = chosen if threading is None else threading
+            video.X264_DETERMINISTIC = chosen if threading is None else threading
             files, pictures, walls, cpus = set(), set(), [], []
             for run in range(args.runs):
                 film = root / f"film-{run}.mp4"
@@ -83,7 +83,7 @@ def main() -> None:
             rows.append(
                 {
                     "setting": name,
-                    "x264_args": list(assemble.X264_DETERMINISTIC),
+                    "x264_args": list(video.X264_DETERMINISTIC),
                     "runs": args.runs,
                     "different_files": len(files),
                     "different_pictures": len(pictures),
@@ -92,7 +92,7 @@ def main() -> None:
                     "bytes": film.stat().st_size,
                 }
             )
-        assemble.X264_DETERMINISTIC = chosen
+        video.X264_DETERMINISTIC = chosen
 
     print(f"{width}x{height}, {len(frames)} frames, {args.runs} runs per setting, {os.cpu_count()} CPUs")
     print(f"{'setting':48} {'files':>6} {'pictures':>9} {'wall s':>7} {'cpu s':>7} {'bytes':>9}")

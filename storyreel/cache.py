@@ -354,6 +354,99 @@ def _write_json(path: Path, document: dict[str, object]) -> None:
     write_text_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
+_NUMBER_AND_UNIT = r"([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)"  # sign, number, unit
+_SIZE_UNITS = {
+    **dict.fromkeys(("b", "byte", "bytes"), 1),
+    **dict.fromkeys(("k", "kb", "kib"), 1 << 10),
+    **dict.fromkeys(("m", "mb", "mib"), 1 << 20),
+    **dict.fromkeys(("g", "gb", "gib"), 1 << 30),
+    **dict.fromkeys(("t", "tb", "tib"), 1 << 40),
+    **dict.fromkeys(("p", "pb", "pib"), 1 << 50),
+}
+_DAY = 86400
+_AGE_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), _DAY),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * _DAY),
+    **dict.fromkeys(("mo", "month", "months"), 30 * _DAY),
+    **dict.fromkeys(("y", "yr", "year", "years"), 365 * _DAY),
+}
+_SIZE_EXAMPLES = "write a size such as 500M, 20G or 1.5T (units B, K, M, G, T, P: powers of 1024)"
+_AGE_EXAMPLES = "write an age such as 12h, 30d, 6w or 1y (units s, min, h, d, w, mo, y)"
+_EVERYTHING = "to remove every cached shot on purpose, run: storyreel cache gc --all"
+
+
+def _number_and_unit(option: str, text: str, what: str, examples: str) -> tuple[float, str]:
+    """(value, unit) of ``12h``, ``1.5 G``; UserError unless it is one positive, finite number and a unit.
+
+    Zero or less is refused before the unit is looked at: it would remove every shot whatever the unit.
+    """
+    match = re.fullmatch(_NUMBER_AND_UNIT, text.strip())
+    if match is None:
+        if text.strip().lstrip("+-").lower() in ("inf", "infinity", "nan"):
+            raise UserError(f"{option} {text!r} is not a finite number; {examples}")
+        raise UserError(f"{option} {text!r} is not a number with a unit; {examples}")
+    sign, number, unit = match.groups()
+    value = float(number)
+    if sign == "-" or value == 0:
+        raise UserError(
+            f"{option} {text!r}: {what} of zero or less would remove every cached shot, so nothing was "
+            f"removed; {examples}, or, {_EVERYTHING}"
+        )
+    if not math.isfinite(value):
+        raise UserError(f"{option} {text!r} is too large; {examples}")
+    if not unit:
+        raise UserError(f"{option} {text!r} has no unit; {examples}")
+    return value, unit
+
+
+def parse_size(text: str, option: str = "--max-size") -> int:
+    """Bytes in '500M', '20G', '1.5T', '4096B': a positive number and a unit, powers of 1024.
+
+    What ``cache gc --max-size`` reads, for :func:`plan_gc`'s ``max_bytes``; ``option`` names the setting
+    in the ``UserError`` a bad value raises. A bare number is refused (was '50' meant as bytes, which would
+    empty the cache, or as 50G?), and so is zero or less: each would remove every shot by accident, and
+    ``--all`` says that on purpose.
+
+    >>> parse_size("1.5G"), parse_size("4096B")
+    (1610612736, 4096)
+    """
+    value, unit = _number_and_unit(option, text, "a size", _SIZE_EXAMPLES)
+    if unit.lower() not in _SIZE_UNITS:
+        raise UserError(f"{option} {text!r}: unknown unit {unit!r}; {_SIZE_EXAMPLES}")
+    size = int(value * _SIZE_UNITS[unit.lower()])
+    if size < 1:
+        raise UserError(
+            f"{option} {text!r} is less than one byte, which would remove every cached shot, so nothing was "
+            f"removed; {_SIZE_EXAMPLES}, or, {_EVERYTHING}"
+        )
+    return size
+
+
+def parse_age(text: str, option: str = "--older-than") -> float:
+    """Seconds in '90min', '12h', '30d', '2w', '6mo', '1y': a positive number and a unit.
+
+    What ``cache gc --older-than`` reads, for :func:`plan_gc`'s ``older_than``; ``option`` names the
+    setting in the ``UserError`` a bad value raises. A bare number and 'm' are refused as ambiguous (days
+    or seconds? minutes or months?), and so is zero or less: each could remove every shot by accident,
+    and ``--all`` says that on purpose.
+
+    >>> parse_age("90min"), parse_age("30d")
+    (5400.0, 2592000.0)
+    """
+    value, unit = _number_and_unit(option, text, "an age", _AGE_EXAMPLES)
+    if unit in ("m", "M"):
+        number = text.strip()[:-1].strip()
+        raise UserError(
+            f"{option} {text!r}: 'm' could mean minutes or months; write {number}min or {number}mo"
+        )
+    if unit.lower() not in _AGE_UNITS:
+        raise UserError(f"{option} {text!r}: unknown unit {unit!r}; {_AGE_EXAMPLES}")
+    return value * _AGE_UNITS[unit.lower()]
+
+
 _STORYBOARD_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
 _FORMAT_KEY = re.compile(rb"^storyreel[ \t]*:", re.MULTILINE)
 
@@ -457,3 +550,15 @@ def plan_gc(
             remove.append(row)
             total -= row[2]
     return GcPlan(remove, total, kept_in_use, damaged)
+
+
+def apply_gc(cache: ShotCache, plan: GcPlan) -> None:
+    """Remove what ``plan`` says to, then the staging folders of renders that were cut off long ago.
+
+    >>> cache = ShotCache()  # doctest: +SKIP
+    >>> apply_gc(cache, plan_gc(cache, older_than=parse_age("30d"), max_bytes=parse_size("50G")))  # doctest: +SKIP
+    """
+    for folder, _, _ in plan.remove:
+        cache.remove(folder)
+    for staging in cache.abandoned():
+        cache.remove(staging)

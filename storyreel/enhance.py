@@ -306,10 +306,43 @@ def enhance_film(
         lock = PromptLock.load(lock_path, board.path.name if board.path else board.title)
         if write_lock is None:
             write_lock = lock_path.exists() or not enhancer.reproducible
+    answers_lock = lock if write_lock else None  # where new answers are recorded as they arrive
     results: dict[str, ShotPrompt] = {}
+    missing = _reuse_locked(contexts, keys, lock, refresh, results, on_prompt, note)
+    if missing:
+        try:
+            _ask_backend(enhancer, film, missing, keys, answers_lock, results, on_prompt)
+        except StoryboardError:
+            raise
+        except StoryreelError as exc:
+            still = [c for c in missing if c.id not in results]
+            if not settings.fallback or settings.fallback == settings.backend:
+                raise
+            _fall_back(settings, film, still, exc, results, on_prompt, note)
+    if answers_lock is not None:
+        answers_lock.keep_only(plan.timeline)
+        answers_lock.save()
+    return {c.id: results[c.id] for c in contexts}
+
+
+def _reuse_locked(
+    contexts: list[ShotContext],
+    keys: dict[str, str],
+    lock: PromptLock | None,
+    refresh: bool,
+    results: dict[str, ShotPrompt],
+    on_prompt: Callable[[ShotPrompt], None],
+    note: Callable[[str], None],
+) -> list[ShotContext]:
+    """Take every shot whose locked prompt is current into ``results``; return the shots still to enhance.
+
+    A locked prompt is current while its fingerprint matches the shot's request and ``refresh`` is off.
+    """
+    if lock is None:
+        return list(contexts)
     missing: list[ShotContext] = []
     for context in contexts:
-        entry = lock.get(context.id) if lock else None
+        entry = lock.get(context.id)
         if entry is not None and entry.fingerprint == keys[context.id] and not refresh:
             origin: Origin = "edited" if entry.edited else "lock"
             results[context.id] = ShotPrompt(
@@ -319,14 +352,27 @@ def enhance_film(
             continue
         if entry is not None and entry.edited:
             note(
-                f"shot '{context.id}' changed, so its hand-edited prompt in {lock_path} is replaced by a new one"
+                f"shot '{context.id}' changed, so its hand-edited prompt in {lock.path} is replaced by a new one"
             )
         missing.append(context)
+    return missing
+
+
+def _ask_backend(
+    enhancer: Enhancer,
+    film: FilmContext,
+    missing: list[ShotContext],
+    keys: dict[str, str],
+    lock: PromptLock | None,
+    results: dict[str, ShotPrompt],
+    on_prompt: Callable[[ShotPrompt], None],
+) -> None:
+    """Enhance the ``missing`` shots in one call, taking each answer into ``results`` (and ``lock``) as it arrives."""
 
     def arrived(prompt: EnhancedPrompt) -> None:
         prompt = replace(prompt, prompt=prompt.prompt.strip())  # as the lock will read it back
         results[prompt.shot_id] = ShotPrompt(prompt, "enhancer")
-        if lock is not None and write_lock:
+        if lock is not None:
             lock.put(
                 prompt.shot_id,
                 LockEntry(
@@ -339,28 +385,27 @@ def enhance_film(
             )
         on_prompt(results[prompt.shot_id])
 
-    if missing:
-        try:
-            for prompt in enhancer.enhance(film, missing, on_result=arrived):
-                if prompt.shot_id not in results:  # a backend that does not report as it goes
-                    arrived(prompt)
-        except StoryboardError:
-            raise
-        except StoryreelError as exc:
-            still = [c for c in missing if c.id not in results]
-            if not settings.fallback or settings.fallback == settings.backend:
-                raise
-            note(
-                f"the {settings.backend} enhancer failed ({exc}); the {settings.fallback} enhancer writes the "
-                f"prompts of {len(still)} shot(s) instead"
-            )
-            fallback = open_enhancer(
-                settings.fallback, settings.model_copy(update={"backend": settings.fallback})
-            )
-            for prompt in fallback.enhance(film, still):
-                results[prompt.shot_id] = ShotPrompt(prompt, "fallback")
-                on_prompt(results[prompt.shot_id])
-    if lock is not None and write_lock:
-        lock.keep_only(plan.timeline)
-        lock.save()
-    return {c.id: results[c.id] for c in contexts}
+    for prompt in enhancer.enhance(film, missing, on_result=arrived):
+        if prompt.shot_id not in results:  # a backend that does not report as it goes
+            arrived(prompt)
+
+
+def _fall_back(
+    settings: EnhancerSettings,
+    film: FilmContext,
+    still: list[ShotContext],
+    failure: StoryreelError,
+    results: dict[str, ShotPrompt],
+    on_prompt: Callable[[ShotPrompt], None],
+    note: Callable[[str], None],
+) -> None:
+    """Have ``settings.fallback`` write the prompts the backend did not; they are never locked."""
+    assert settings.fallback is not None
+    note(
+        f"the {settings.backend} enhancer failed ({failure}); the {settings.fallback} enhancer writes the "
+        f"prompts of {len(still)} shot(s) instead"
+    )
+    fallback = open_enhancer(settings.fallback, settings.model_copy(update={"backend": settings.fallback}))
+    for prompt in fallback.enhance(film, still):
+        results[prompt.shot_id] = ShotPrompt(prompt, "fallback")
+        on_prompt(results[prompt.shot_id])

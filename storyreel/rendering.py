@@ -385,7 +385,8 @@ def _assemble(
     board: Storyboard, plan: FilmPlan, folder: RenderFolder, reserved_bottom: int, report: RenderProgress
 ) -> FilmEntry:
     """Stage 6: the shots cut into the film, with captions (burned in and as film.srt) and the music bed."""
-    from .assemble import AudioBed, Cut, assemble_film, write_srt
+    from .assemble import AudioBed, Cut, assemble_film
+    from .captions import write_srt
 
     cuts = [
         Cut(

@@ -109,7 +109,7 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
 
 def _save(clip: Clip, shot: ShotPlan, key: str, tail: np.ndarray, work: ShotWork) -> None:
     """Write a generated shot into the render folder and the cache (see the module docstring for the order)."""
-    from .assemble import write_shot
+    from .video import write_shot
 
     info = EntryInfo(
         key=key,

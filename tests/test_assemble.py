@@ -9,21 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from storyreel.assemble import (
-    AudioBed,
-    CaptionBurner,
-    Cut,
-    assemble_film,
-    caption_spans,
-    count_frames,
-    ffmpeg_exe,
-    probe,
-    read_frames,
-    srt_text,
-    write_shot,
-    write_srt,
-)
+from storyreel.assemble import AudioBed, Cut, assemble_film
+from storyreel.captions import CaptionBurner, caption_spans, srt_text, write_srt
 from storyreel.errors import AssemblyError, UserError
+from storyreel.video import count_frames, ffmpeg_exe, probe, read_frames, write_shot
 
 W, H, FPS = 96, 64, 24
 TOLERANCE = 6  # H.264 at CRF 16-18 keeps flat colours within a few levels

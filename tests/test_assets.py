@@ -155,7 +155,7 @@ def test_music_that_is_not_audio_is_refused_at_validate(tmp_path: Path) -> None:
 
 
 def test_a_video_without_sound_is_not_music(tmp_path: Path) -> None:
-    from storyreel.assemble import write_shot
+    from storyreel.video import write_shot
 
     write_shot(np.zeros((8, 64, 64, 3), np.uint8), tmp_path / "clip.mp4", 8)
     code, output = validate(with_music(tmp_path, "clip.mp4"))

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import storyreel
-from storyreel.cache import ShotCache, plan_gc
+from storyreel.cache import ShotCache, apply_gc, kept_storyboards, parse_age, parse_size, plan_gc
 from storyreel.cli import app
 from storyreel.errors import OutOfMemory, UserError
 from storyreel.generate import Clip, GeneratorOptions, ShotRequest
@@ -633,6 +633,22 @@ def test_max_size_never_removes_a_kept_storyboards_shots(two_films, shot_cache: 
         app, ["cache", "gc", "--max-size", "1K", str(story), "--cache-dir", str(shot_cache)]
     )
     assert result.exit_code == 0 and "removed 4 shot(s)" in result.output
+    kept = {json.loads((e / "entry.json").read_text())["storyboard"] for e in entries(shot_cache)}
+    assert kept == {str(story.resolve())}
+
+
+def test_gc_from_python_reads_ages_and_sizes_as_the_command_does(two_films, shot_cache: Path) -> None:
+    story, _ = two_films
+    assert parse_age("1.5 weeks") == 1.5 * 7 * 86400 and parse_age("90min") == 5400
+    assert parse_size("1.5G") == 1536 << 20
+    with pytest.raises(UserError, match="'6m': 'm' could mean minutes or months; write 6min or 6mo"):
+        parse_age("6m")
+    with pytest.raises(UserError, match="a size of zero or less would remove every cached shot"):
+        parse_size("0G")
+    cache = ShotCache(shot_cache)
+    plan = plan_gc(cache, older_than=parse_age("30d"), protect=kept_storyboards([story]))
+    apply_gc(cache, plan)
+    assert len(plan.remove) == 4 and len(entries(shot_cache)) == 4
     kept = {json.loads((e / "entry.json").read_text())["storyboard"] for e in entries(shot_cache)}
     assert kept == {str(story.resolve())}
 

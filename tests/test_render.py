@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 import storyreel
-from storyreel.assemble import count_frames, probe
 from storyreel.cli import app
 from storyreel.errors import UserError
 from storyreel.generate import Clip, GeneratorOptions, ShotRequest
+from storyreel.generators.animatic import AnimaticGenerator
 from storyreel.manifest import Manifest
 from storyreel.rendering import RenderProgress
-from storyreel.generators.animatic import AnimaticGenerator
+from storyreel.video import count_frames, probe
 
 from conftest import REPO, small_board
 

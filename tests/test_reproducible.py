@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import storyreel
-from storyreel.assemble import Cut, assemble_film, read_frames, write_shot
+from storyreel.assemble import Cut, assemble_film
+from storyreel.video import read_frames, write_shot
 
 from conftest import REPO
 

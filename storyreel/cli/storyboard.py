@@ -1,0 +1,184 @@
+"""The commands that read or start a storyboard without rendering it: ``validate``, ``plan``, ``new``,
+``templates`` and ``schema``. None of them loads a model or a video library.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app, err, errors_reported, out
+from .options import AllowOutside, Seed, Story, Vars, template_vars
+
+if TYPE_CHECKING:
+    from storyreel.plan import FilmPlan
+
+
+@app.command()
+def validate(
+    story: Story,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+    print_yaml: Annotated[
+        bool,
+        typer.Option(
+            "--print-yaml",
+            help="print the YAML the storyboard is read as on stdout (what a .yaml.j2 template renders to), "
+            "also when it does not validate",
+        ),
+    ] = False,
+) -> None:
+    """Check STORY; exit 0, or 1 with file:line:col messages for every problem."""
+    from storyreel.plan import plan_film
+    from storyreel.storyboard import load_storyboard, storyboard_yaml
+
+    with errors_reported(), _rendered_hint(story, var):
+        variables = template_vars(var)
+        if print_yaml:
+            sys.stdout.write(storyboard_yaml(story, template_vars=variables))
+            sys.stdout.flush()
+        board = load_storyboard(story, allow_outside=allow_outside, template_vars=variables)
+        plan = plan_film(board, allow_outside=allow_outside)
+        for note in plan.notes:
+            err.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
+        (err if print_yaml else out).print(  # with --print-yaml, stdout holds only the YAML
+            f"[green]ok[/] {story}: {len(board.scenes)} scene(s), {len(plan.shots)} shot(s), "
+            f"{plan.film_frames} frames ({plan.film_seconds:.2f}s at {plan.fps} fps, {plan.width}x{plan.height})"
+        )
+
+
+@contextmanager
+def _rendered_hint(story: Path, var: list[str] | None) -> Iterator[None]:
+    """After errors located in a template's rendered YAML, say how to see that YAML."""
+    from storyreel.errors import StoryboardError
+
+    try:
+        yield
+    except StoryboardError as exc:
+        if any(p.file.endswith(" (rendered)") for p in exc.problems):
+            again = " ".join(
+                ["storyreel validate", str(story), *(f"--var {v}" for v in var or []), "--print-yaml"]
+            )
+            notes = [*getattr(exc, "__notes__", [])]
+            notes.append(
+                f"{story} is a template: the positions above are in the YAML it renders to; "
+                f"see that YAML with `{again}`"
+            )
+            exc.__notes__ = notes  # type: ignore[attr-defined]  # printed after the errors, as 3.11's add_note() would
+        raise
+
+
+@app.command()
+def plan(
+    story: Story,
+    json_output: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    seed: Seed = None,
+    model: Annotated[
+        str | None, typer.Option(envvar="STORYREEL_MODEL", help="model for every shot (for the estimate)")
+    ] = None,
+    allow_outside: AllowOutside = False,
+    var: Vars = None,
+) -> None:
+    """Show the shot graph, timeline, frames, diffusion-forcing windows, transformer passes and an estimate."""
+    from storyreel.plan import plan_film
+    from storyreel.storyboard import load_storyboard
+
+    with errors_reported(), _rendered_hint(story, var):
+        board = load_storyboard(story, allow_outside=allow_outside, template_vars=template_vars(var))
+        film = plan_film(board, seed=seed, model=model, allow_outside=allow_outside)
+        if json_output:
+            out.print_json(json.dumps(film.to_json()))
+            return
+        _print_plan(film)
+
+
+def _print_plan(film: FilmPlan) -> None:
+    """The plan as a person reads it: the shots as a table, then the order, the chains and the estimate."""
+    out.print(
+        f"[bold]{escape(film.title)}[/]: {len(film.shots)} shots, {film.film_frames} frames, "
+        f"{film.film_seconds:.2f}s at {film.fps} fps, {film.width}x{film.height}"
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("#", "shot", "scene", "mode", "frames", "seconds", "from", "cut", "windows", "passes"):
+        table.add_column(
+            column, justify="right" if column in ("#", "frames", "seconds", "passes") else "left"
+        )
+    for shot in film.shots:
+        frames = str(shot.frames)
+        if shot.frames != shot.requested_frames:
+            frames += f" (asked {shot.requested_frames})"
+        windows = " ".join(
+            f"{w.latent_frames}/{w.prefix_latent_frames}/{w.denoise_steps}" for w in shot.windows
+        )
+        table.add_row(
+            str(shot.timeline_index),
+            shot.id,
+            shot.scene,
+            shot.mode,
+            frames,
+            f"{shot.seconds:.2f}",
+            shot.conditioned_on or "-",
+            shot.transition,
+            windows,
+            str(shot.dit_passes),
+        )
+    out.print(table)
+    out.print("[dim]windows: latent frames / clean prefix latent frames / denoising steps[/]")
+    out.print("render order: " + " → ".join(film.render_order))
+    out.print("chains: " + escape("  ".join("[" + " → ".join(chain) + "]" for chain in film.chains)))
+    estimate = film.estimate
+    line = f"estimate: {estimate.dit_passes} transformer passes"
+    if estimate.transformer_tflop is not None:
+        line += (
+            f", {estimate.transformer_tflop:,.0f} TFLOP ({estimate.architecture}), "
+            f"about {estimate.h100_minutes:.1f} min on one H100 at 40% of bf16 peak"
+        )
+    out.print(line)
+    for note in film.notes:
+        out.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
+
+
+@app.command()
+def new(
+    file: Annotated[Path, typer.Argument(help="storyboard to create", show_default=False)],
+    template: Annotated[str, typer.Option(help="bundled template (see `storyreel templates`)")] = "short",
+    force: Annotated[bool, typer.Option(help="overwrite FILE if it exists")] = False,
+) -> None:
+    """Start a storyboard from a bundled template."""
+    from storyreel.starter import new_storyboard
+
+    with errors_reported():
+        written = new_storyboard(file, template, force=force)
+        out.print(f"[green]created[/] {written} from the '{template}' template")
+        out.print(f"next: storyreel plan {written}   then: storyreel render {written}")
+
+
+@app.command()
+def templates() -> None:
+    """List the bundled storyboard templates."""
+    from storyreel.starter import list_templates
+
+    with errors_reported():
+        table = Table(box=None, pad_edge=False)
+        table.add_column("template")
+        table.add_column("what it is")
+        for template in list_templates():
+            table.add_row(template.name, template.description)
+        out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the storyboard's JSON Schema (for editor completion and validation)."""
+    from storyreel.storyboard import storyboard_schema
+
+    with errors_reported():
+        sys.stdout.write(json.dumps(storyboard_schema(), indent=2) + "\n")
