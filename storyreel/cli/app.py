@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from storyreel import __version__
 from storyreel.errors import MachineError, StoryreelError
+from storyreel.version import __version__
 
 app = typer.Typer(
     name="storyreel",
