@@ -433,7 +433,7 @@ def test_guard_what_ran_is_checked_against_the_plan(
     sky: SkyReelsGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Quirk 3, second line of defence: the watched run shows the unscheduled frame even if the plan slipped by."""
-    monkeypatch.setattr("storyreel.generators.skyreels.check_runnable", lambda shot, family: None)
+    monkeypatch.setattr("storyreel.generators.skyreels.generator.check_runnable", lambda shot, family: None)
     with pytest.raises(
         GenerationError, match=r"scheduled 4 of its 5 latent frames; the rest were left as noise"
     ):
