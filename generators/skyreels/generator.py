@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from storyreel.errors import GenerationError, ModelNotFound, OutOfMemory, UserError
+from storyreel.frames import generated_frames
 from storyreel.generate import (
     Clip,
     Generator,
@@ -308,7 +309,8 @@ class SkyReelsGenerator(Generator):
             arguments["video"] = (tail.float() / 255.0).unsqueeze(
                 0
             )  # (1, overlap, 3, height, width) in [0, 1]
-            arguments["num_frames"] = settings.overlap_history + shot.frames  # V2V counts the overlap in
+            # V2V counts the overlap in its num_frames
+            arguments["num_frames"] = generated_frames(shot.mode, shot.frames, settings.overlap_history)
         return arguments
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from storyreel.errors import GenerationError
+from storyreel.frames import generated_frames
 from storyreel.generate import ShotRequest
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def new_frames(output: np.ndarray, request: ShotRequest) -> np.ndarray:
     shot = request.shot
     if shot.mode == "continue":
         tail = len(request.tail_frames) if request.tail_frames is not None else 0
-        expected = tail + shot.settings.overlap_history + shot.frames
+        expected = tail + generated_frames(shot.mode, shot.frames, shot.settings.overlap_history)
         if output.shape[0] != expected:
             raise GenerationError(
                 f"shot '{shot.id}': video-to-video returned {output.shape[0]} frames, expected the {tail} input "

@@ -3,6 +3,7 @@
 :func:`check_runnable` refuses a plan the pipelines would not run as written (the guard for quirks 3
 and 4: windows or prefixes of partial causal blocks); :class:`ScheduleWatch` counts the transformer
 passes and records each window as it runs, and any difference from the plan is a GenerationError.
+The windows a shot should have come from :mod:`storyreel.frames`, the same function the plan used.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storyreel.errors import GenerationError, UserError
+from storyreel.frames import (
+    BlockMisfit,
+    Window,
+    block_misfit,
+    generated_frames,
+    is_four_k_plus_one,
+    shot_windows,
+)
 from storyreel.generate import ProgressCallback, ProgressEvent
 from storyreel.models import EXAMPLE_MODEL
-from storyreel.plan import VAE_TEMPORAL_STRIDE, ShotPlan, Window, latent_count, window_schedule
+from storyreel.plan import ShotPlan
 
 from .model_folder import DIFFUSION_FORCING, PLAIN_MODE
 
@@ -28,78 +37,81 @@ def check_runnable(shot: ShotPlan, family: str) -> None:
     """Refuse, before any step is spent, a shot the pipelines would not run exactly as its plan says.
 
     A plain pipeline makes one window, synchronously, of one kind of shot: asking more is the user's
-    error. A diffusion-forcing plan whose windows or prefixes are not whole causal blocks (quirks 3
-    and 4) can only come from a ShotPlan built by hand, since ``plan_film`` snaps shots: a bug.
+    error. A diffusion-forcing plan whose windows differ from what its frames and settings give, or
+    whose windows or prefixes are not whole causal blocks (quirks 3 and 4), can only come from a
+    ShotPlan built by hand, since ``plan_film`` snaps shots: a bug.
     """
     settings = shot.settings
     if family != DIFFUSION_FORCING:
-        kind = PLAIN_MODE[family]
-        what = {"fresh": "fresh (text-to-video) shots", "image": "shots that start from an image"}[kind]
-        fix = f"use a diffusion-forcing model such as {EXAMPLE_MODEL}"
-        if shot.mode != kind:
-            doing = {
-                "fresh": "starts fresh",
-                "image": "starts from an image",
-                "continue": f"continues '{shot.conditioned_on}'",
-            }
-            raise UserError(
-                f"shot '{shot.id}' {doing[shot.mode]}, but a plain SkyReels-V2 {family} model only makes {what}; {fix}"
-            )
-        if len(shot.windows) > 1:
-            raise UserError(
-                f"shot '{shot.id}' needs {len(shot.windows)} diffusion-forcing windows ({shot.frames} frames, "
-                f"base_num_frames {settings.base_num_frames}), but a plain SkyReels-V2 {family} model makes one; "
-                f"shorten the shot to {settings.base_num_frames} frames or fewer, or {fix}"
-            )
-        if settings.ar_step:
-            raise UserError(
-                f"shot '{shot.id}' asks for asynchronous diffusion forcing (ar_step {settings.ar_step}), which a "
-                f"plain SkyReels-V2 {family} model cannot do; set ar_step: 0, or {fix}"
-            )
-    block = settings.causal_block_size
-    overlap = settings.overlap_history
-    for name, value in (("base_num_frames", settings.base_num_frames), ("overlap_history", overlap)):
-        if value % VAE_TEMPORAL_STRIDE != 1:
+        _check_plain(shot, family)
+    for name, value in (
+        ("base_num_frames", settings.base_num_frames),
+        ("overlap_history", settings.overlap_history),
+    ):
+        if not is_four_k_plus_one(value):
             raise GenerationError(f"shot '{shot.id}': {name} {value} is not 4k+1; the VAE would drop frames")
-    generated = shot.frames + (overlap if shot.mode == "continue" else 0)
-    if generated % VAE_TEMPORAL_STRIDE != 1:
+    generated = generated_frames(shot.mode, shot.frames, settings.overlap_history)
+    if not is_four_k_plus_one(generated):
         raise GenerationError(
             f"shot '{shot.id}': {generated} frames to generate is not 4k+1; the pipeline would round it"
         )
-    if shot.mode == "image" and (settings.ar_step or block != 1):
+    if shot.mode == "image" and (settings.ar_step or settings.causal_block_size != 1):
         raise GenerationError(
             f"shot '{shot.id}' starts from an image but is planned asynchronous (ar_step {settings.ar_step}, "
-            f"causal_block_size {block}): the image latent would be re-denoised; image shots must be synchronous"
+            f"causal_block_size {settings.causal_block_size}): the image latent would be re-denoised; image "
+            "shots must be synchronous"
         )
-    overlap_latent = latent_count(overlap)
-    first_prefix = {"fresh": 0, "image": 1, "continue": overlap_latent}[shot.mode]
-    expected = window_schedule(
-        latent_frames=shot.latent_frames,
-        base_latent=latent_count(settings.base_num_frames),
-        overlap_latent=overlap_latent,
-        first_prefix=first_prefix,
-        steps=settings.steps,
-        ar_step=settings.ar_step,
-        causal_block_size=block,
-    )
+    expected = shot_windows(shot.mode, shot.frames, settings)
     if expected != shot.windows:
         raise GenerationError(
             f"shot '{shot.id}': the plan's windows {windows_text(shot.windows)} are not those its frames and "
             f"settings give, {windows_text(expected)}; plan the film again"
         )
-    for number, window in enumerate(expected, start=1):
-        # The prefix as the pipeline receives it, before it cuts it to whole blocks.
-        prefix = first_prefix if number == 1 else overlap_latent
-        if window.latent_frames % block:
-            raise GenerationError(
-                f"shot '{shot.id}': window {number} has {window.latent_frames} latent frames, not a multiple of "
-                f"causal_block_size {block}; the pipeline would leave the last {window.latent_frames % block} as noise"
-            )
-        if prefix % block:
-            raise GenerationError(
-                f"shot '{shot.id}': window {number} is conditioned on {prefix} latent frames, not a multiple of "
-                f"causal_block_size {block}; the pipeline would cut the prefix to {prefix - prefix % block}"
-            )
+    misfit = block_misfit(shot.mode, shot.frames, settings)
+    if misfit is not None:
+        raise GenerationError(f"shot '{shot.id}': {_misfit_text(misfit)}")
+
+
+def _check_plain(shot: ShotPlan, family: str) -> None:
+    """A plain (not diffusion-forcing) pipeline makes one kind of shot, in one window, synchronously."""
+    settings = shot.settings
+    kind = PLAIN_MODE[family]
+    what = {"fresh": "fresh (text-to-video) shots", "image": "shots that start from an image"}[kind]
+    fix = f"use a diffusion-forcing model such as {EXAMPLE_MODEL}"
+    if shot.mode != kind:
+        doing = {
+            "fresh": "starts fresh",
+            "image": "starts from an image",
+            "continue": f"continues '{shot.conditioned_on}'",
+        }
+        raise UserError(
+            f"shot '{shot.id}' {doing[shot.mode]}, but a plain SkyReels-V2 {family} model only makes {what}; {fix}"
+        )
+    if len(shot.windows) > 1:
+        raise UserError(
+            f"shot '{shot.id}' needs {len(shot.windows)} diffusion-forcing windows ({shot.frames} frames, "
+            f"base_num_frames {settings.base_num_frames}), but a plain SkyReels-V2 {family} model makes one; "
+            f"shorten the shot to {settings.base_num_frames} frames or fewer, or {fix}"
+        )
+    if settings.ar_step:
+        raise UserError(
+            f"shot '{shot.id}' asks for asynchronous diffusion forcing (ar_step {settings.ar_step}), which a "
+            f"plain SkyReels-V2 {family} model cannot do; set ar_step: 0, or {fix}"
+        )
+
+
+def _misfit_text(misfit: BlockMisfit) -> str:
+    """What the pipeline would do to a window or prefix of partial causal blocks."""
+    number, frames, block = misfit.window, misfit.latent_frames, misfit.causal_block_size
+    if misfit.part == "window":
+        return (
+            f"window {number} has {frames} latent frames, not a multiple of causal_block_size {block}; "
+            f"the pipeline would leave the last {frames - misfit.whole_blocks} as noise"
+        )
+    return (
+        f"window {number} is conditioned on {frames} latent frames, not a multiple of causal_block_size {block}; "
+        f"the pipeline would cut the prefix to {misfit.whole_blocks}"
+    )
 
 
 def windows_text(windows: Any) -> str:
