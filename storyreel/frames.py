@@ -36,9 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["fresh", "image", "continue"]
 VAE_TEMPORAL_STRIDE = 4  # pixel frames per latent frame, after the first
-SPATIAL_MULTIPLE = (
-    16  # pixels per token side: the VAE's 8x, then 2x2 patches; a film's sides are multiples of it
-)
+# Pixels per token side (the VAE's 8x, then 2x2 patches); a film's sides are multiples of it.
+SPATIAL_MULTIPLE = 16
 TEXT_TOKENS = 512  # umT5's window, which cross-attention reads on every pass
 
 
