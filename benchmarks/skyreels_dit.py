@@ -15,7 +15,7 @@ frames of 34x60 tokens (51,000 tokens). Side by side:
 
 The sync and async rows of one attention mode run the same kernels per step, so each model is
 timed once with the mask and once without; the rows differ in how many steps a window takes
-(steps + (blocks - 1) * ar_step). FLOPs per pass come from storyreel.plan.transformer_flops (model
+(steps + (blocks - 1) * ar_step). FLOPs per pass come from storyreel.frames.transformer_flops (model
 FLOPs: the mask's extra work is not counted as useful), MFU against --peak-tflops.
 
     python benchmarks/skyreels_dit.py                        # DF-1.3B and DF-14B, needs CUDA
@@ -37,7 +37,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from storyreel.plan import ARCHITECTURES, H100_BF16_PEAK_TFLOPS, TEXT_TOKENS, timestep_rows, transformer_flops
+from storyreel.frames import TEXT_TOKENS, timestep_rows, transformer_flops
+from storyreel.models import ARCHITECTURES
+from storyreel.plan import H100_BF16_PEAK_TFLOPS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEAD_DIM = 128

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .errors import OutOfMemory
+from .frames import block_misfit, dit_passes, shot_windows, window_settings_fit
 from .generate import Clip, Generator, ProgressCallback, ShotRequest, run_generator
-from .plan import ShotPlan, with_base_frames
+from .plan import ShotPlan
 
 WINDOW_STEP = 20  # frames: five latent frames, one causal block of the asynchronous settings
 
@@ -38,6 +39,25 @@ def smaller_windows(shot: ShotPlan) -> list[ShotPlan]:
             replanned.append(candidate)
         base -= WINDOW_STEP
     return replanned
+
+
+def with_base_frames(shot: ShotPlan, base_num_frames: int) -> ShotPlan | None:
+    """The same shot planned with another diffusion-forcing window length, or None if that window does not fit
+    its overlap and causal blocks, or leaves a window or prefix of partial blocks. The frames are the same;
+    only the windows change."""
+    settings = shot.settings.model_copy(update={"base_num_frames": base_num_frames})
+    if not window_settings_fit(base_num_frames, settings.overlap_history, settings.causal_block_size):
+        return None
+    if block_misfit(shot.mode, shot.frames, settings) is not None:
+        return None
+    windows = shot_windows(shot.mode, shot.frames, settings)
+    return shot.model_copy(
+        update={
+            "settings": settings,
+            "windows": windows,
+            "dit_passes": dit_passes(windows, settings.guidance_scale),
+        }
+    )
 
 
 def generate_fitting(

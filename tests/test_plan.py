@@ -9,11 +9,20 @@ function.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import pytest
 
 from storyreel import Storyboard, plan_film
-from storyreel.plan import derive_seed, snap_frames, timestep_rows, transformer_flops, window_schedule
+from storyreel.frames import (
+    BlockMisfit,
+    block_misfit,
+    shot_windows,
+    snap_frames,
+    timestep_rows,
+    transformer_flops,
+)
+from storyreel.plan import derive_seed
 
 
 def film(generation: dict | None = None, shots: list[dict] | None = None, **top) -> Storyboard:
@@ -161,7 +170,7 @@ def test_no_guidance_means_one_pass_per_row():
     ],
 )
 def test_snapping(requested, mode, block, expected):
-    assert snap_frames(requested, mode, 17, block) == expected
+    assert snap_frames(requested, mode, block) == expected
 
 
 def test_snapped_durations_are_noted_when_they_change_by_more_than_a_frame():
@@ -276,6 +285,33 @@ def test_estimate_counts_transformer_flops_for_a_known_model():
     assert plan_film(film()).estimate.transformer_tflop is None  # the animatic has no transformer
 
 
+def test_a_model_not_on_this_machine_is_said_and_a_hub_id_is_still_estimated_by_its_name(
+    tmp_path, monkeypatch, write_story
+):
+    from typer.testing import CliRunner
+
+    from storyreel.cli import app
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    story = write_story(
+        {"storyreel": 1, "scenes": [{"id": "s", "shots": [{"id": "a", "prompt": "p", "frames": 97}]}]}
+    )
+    missing = tmp_path / "nowhere"
+    result = CliRunner().invoke(app, ["plan", str(story), "--model", str(missing)])
+    assert result.exit_code == 0, result.output  # planning does not need the model
+    assert f"note: model '{missing}' was not found on this machine (no folder {missing})" in result.output
+    assert "its size is unknown, so the estimate counts transformer passes only" in result.output
+    assert "estimate: 60 transformer passes\n" in result.output
+
+    hub_id = "Skywork/SkyReels-V2-DF-14B-540P-Diffusers"
+    plan = plan_film(film({"model": hub_id}))
+    assert plan.estimate.architecture == "14B" and plan.estimate.transformer_tflop
+    assert plan.notes == [
+        f"model '{hub_id}' is not in the local Hugging Face cache: the estimate takes its size from its name; "
+        f"download it before rendering: hf download {hub_id}"
+    ]
+
+
 def rows_closed_form(blocks: int, prefix: int, steps: int, ar_step: int) -> int:
     return steps + (blocks - prefix - 1) * ar_step
 
@@ -301,20 +337,52 @@ def test_timestep_rows_when_ar_step_exceeds_steps():
     assert timestep_rows(3, 0, 4, 10) == 4 * 3
 
 
-def test_window_schedule_is_whole_blocks():
-    for latent, block in itertools.product(range(1, 80), (1, 5)):
-        if latent % block:
-            continue
-        for w in window_schedule(
-            latent_frames=latent,
-            base_latent=25,
-            overlap_latent=5,
-            first_prefix=0,
-            steps=3,
-            ar_step=0,
-            causal_block_size=block,
-        ):
-            assert w.latent_frames % block == 0 and w.prefix_latent_frames % block == 0
+@dataclass(frozen=True)
+class WindowSettings:
+    base_num_frames: int
+    overlap_history: int
+    causal_block_size: int
+    steps: int = 3
+    ar_step: int = 1
+    guidance_scale: float = 6.0
+
+
+@pytest.mark.parametrize("block", [2, 3, 4, 5])
+def test_snapped_shots_run_whole_block_windows_that_cover_their_frames(block):
+    """With causal blocks, every window and prefix of a snapped shot is whole blocks (or the model leaves frames
+    as noise, or cuts the prefix), and the windows hold exactly the shot's latent frames: the first from its
+    own prefix (none, or the parent's tail), each later one starting from the overlap."""
+    fitting = [
+        (base, overlap)
+        for base, overlap in itertools.product(range(5, 130, 4), range(1, 60, 4))
+        if overlap < base and ((base - 1) // 4 + 1) % block == 0 and ((overlap - 1) // 4 + 1) % block == 0
+    ]
+    assert fitting
+    for (base, overlap), mode, requested in itertools.product(
+        fitting, ("fresh", "continue"), range(1, 400, 7)
+    ):
+        settings = WindowSettings(base, overlap, block)
+        base_l, overlap_l = (base - 1) // 4 + 1, (overlap - 1) // 4 + 1
+        frames = snap_frames(requested, mode, block)
+        generated = frames + (overlap if mode == "continue" else 0)
+        latent = (generated - 1) // 4 + 1
+        got = shot_windows(mode, frames, settings)
+        case = (base, overlap, mode, frames, [(w.latent_frames, w.prefix_latent_frames) for w in got])
+        assert all(w.latent_frames % block == 0 and w.prefix_latent_frames % block == 0 for w in got), case
+        assert all(w.prefix_latent_frames < w.latent_frames <= base_l for w in got), case
+        assert got[0].prefix_latent_frames == (overlap_l if mode == "continue" else 0), case
+        assert all(w.prefix_latent_frames == overlap_l for w in got[1:]), case
+        assert (
+            sum(w.latent_frames - w.prefix_latent_frames for w in got) + got[0].prefix_latent_frames == latent
+        )
+        assert block_misfit(mode, frames, settings) is None, case
+
+
+def test_a_shot_that_is_not_whole_blocks_is_found_out():
+    # 5 latent frames in blocks of 2 leave one as noise; a 3-latent overlap in blocks of 2 is cut to 2
+    assert block_misfit("fresh", 17, WindowSettings(21, 5, 2)) == BlockMisfit(1, "window", 5, 2)
+    assert block_misfit("continue", 16, WindowSettings(21, 9, 2)) == BlockMisfit(1, "prefix", 3, 2)
+    assert block_misfit("fresh", 21, WindowSettings(21, 5, 2)) is None
 
 
 def test_rows_match_diffusers_timestep_matrix():

@@ -29,6 +29,7 @@ from tiny_skyreels import build_tiny_skyreels, tiny_components, write_foreign_pi
 
 from storyreel.backends import GENERATORS, load_backend  # noqa: E402
 from storyreel.errors import GenerationError, MissingExtra, ModelNotFound, UserError  # noqa: E402
+from storyreel.frames import dit_passes, latent_count, window_schedule  # noqa: E402
 from storyreel.generate import (  # noqa: E402
     Clip,
     GeneratorOptions,
@@ -39,7 +40,7 @@ from storyreel.generate import (  # noqa: E402
     run_generator,
 )
 from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
-from storyreel.plan import FilmPlan, ShotPlan, latent_count, plan_film, window_schedule  # noqa: E402
+from storyreel.plan import FilmPlan, ShotPlan, plan_film  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
 
@@ -418,7 +419,7 @@ def partial_block_plan() -> ShotPlan:
         ar_step=settings.ar_step,
         causal_block_size=settings.causal_block_size,
     )
-    passes = sum(w.denoise_steps for w in windows) * settings.passes_per_step
+    passes = dit_passes(windows, settings.guidance_scale)
     return valid.model_copy(update={"frames": 17, "windows": windows, "dit_passes": passes})
 
 
@@ -433,7 +434,7 @@ def test_guard_what_ran_is_checked_against_the_plan(
     sky: SkyReelsGenerator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Quirk 3, second line of defence: the watched run shows the unscheduled frame even if the plan slipped by."""
-    monkeypatch.setattr("storyreel.generators.skyreels.check_runnable", lambda shot, family: None)
+    monkeypatch.setattr("storyreel.generators.skyreels.generator.check_runnable", lambda shot, family: None)
     with pytest.raises(
         GenerationError, match=r"scheduled 4 of its 5 latent frames; the rest were left as noise"
     ):

@@ -1,0 +1,366 @@
+"""The generator itself: the weights loaded once per render, each shot's pipeline arguments, and the call.
+
+:class:`SkyReelsGenerator` is the ``skyreels`` backend (``storyreel.generators.skyreels:SkyReelsGenerator``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from storyreel.errors import GenerationError, ModelNotFound, OutOfMemory, UserError
+from storyreel.frames import generated_frames
+from storyreel.generate import (
+    Clip,
+    Generator,
+    GeneratorOptions,
+    ProgressCallback,
+    ProgressEvent,
+    ShotRequest,
+    ignore_progress,
+)
+from storyreel.plan import ShotPlan
+
+from .model_folder import DF_PIPELINE_FOR_MODE, DIFFUSION_FORCING, PLAIN_MODE, ModelFolder, find_model
+from .quirks import (
+    keep_attention_bidirectional,
+    new_frames,
+    schedule_windows_by_their_length,
+    seeded_global_rng,
+)
+from .schedule import ScheduleWatch, check_runnable
+from .stack import DIFFUSERS_VERSION, dtype_name, import_stack, pick_device, pick_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class _Loaded:
+    """One model's weights, loaded once, and the pipelines that share them (by shot mode)."""
+
+    model: ModelFolder
+    pipelines: dict[str, Any]  # diffusers pipelines, by shot mode
+    scheduler_config: dict[str, Any]
+    max_tokens: int
+    offload: str
+    notes: list[str]
+
+
+class SkyReelsGenerator(Generator):
+    """SkyReels-V2 through diffusers: weights loaded once per render, on the first shot."""
+
+    name = "skyreels"
+    # Part of every shot's cache key, read from the class before any model loads: bump the first number
+    # whenever the same request and model would give other frames.
+    version = f"1+diffusers-{DIFFUSERS_VERSION}"
+
+    def __init__(self, options: GeneratorOptions):
+        torch, diffusers = import_stack()
+        super().__init__(options)
+        self.device = pick_device(torch, options.device)
+        self.dtype = pick_dtype(torch, options.dtype, self.device)
+        self.diffusers_version = diffusers.__version__
+        # A model given up front is resolved now, so that a wrong path fails before any work.
+        self.model = find_model(options.model, options.base_dir) if options.model else None
+        self._offload = options.offload
+        self._loaded: _Loaded | None = None
+
+    @classmethod
+    def identity(cls, options: GeneratorOptions) -> str:
+        """What, besides the model and the request, decides the frames: the device kind and precision the
+        options resolve to (a bf16 shot on a GPU is not the float32 shot a CPU makes). Part of the cache key."""
+        torch, _ = import_stack()
+        device = pick_device(torch, options.device)
+        return f"{device.type}/{dtype_name(pick_dtype(torch, options.dtype, device))}"
+
+    @classmethod
+    def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
+        """Refuse, before any prompt is enhanced or model loaded, a render this model cannot run: a model
+        that cannot be found, or shots a plain (non diffusion-forcing) pipeline cannot make."""
+        model = find_model(options.model, options.base_dir)
+        for shot in shots:
+            check_runnable(shot, model.family)
+
+    @property
+    def offloading(self) -> bool:
+        """Whether the weights live on the CPU between uses (``offload``, or switched on by :meth:`enable_offload`)."""
+        return self._offload
+
+    def enable_offload(self) -> bool:
+        """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory.
+        Returns False when they already are."""
+        if self._offload:
+            return False
+        self._offload = True
+        if self._loaded is not None:
+            pipeline = next(iter(self._loaded.pipelines.values()))  # they all share the same modules
+            pipeline.to("cpu")  # offloading starts from weights on the CPU
+            self._loaded.offload = self._place(pipeline)
+            self.release_memory()
+        return True
+
+    def release_memory(self) -> None:
+        """Collect what a failed call left behind and return the accelerator's cached blocks to it."""
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Drop the pipelines and return the accelerator's cached memory."""
+        if self._loaded is None:
+            return
+        self._loaded = None
+        self.release_memory()
+
+    def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
+        """Make the shot's ``request.frames`` new frames with the window schedule of its plan."""
+        import torch
+
+        shot = request.shot
+        model = self._model_for(shot)
+        check_runnable(shot, model.family)
+        with _out_of_memory_reported(shot.id, self.device):
+            loaded = self._load(model, shot.id, progress)
+        pipeline = loaded.pipelines[shot.mode]
+        self._check_prompt_lengths(request, loaded)
+        arguments = self._arguments(request, loaded)
+        pipeline.scheduler = _scheduler_with_shift(
+            pipeline.scheduler, loaded.scheduler_config, shot.settings.shift
+        )
+        if loaded.offload == "model cpu offload":
+            pipeline.enable_model_cpu_offload(device=self.device)  # hooks follow the pipeline about to run
+
+        watch = ScheduleWatch(shot, progress)
+        hook = pipeline.transformer.register_forward_hook(watch.count_pass)
+        started = time.perf_counter()
+        try:
+            with (
+                seeded_global_rng(torch, shot.seed, self.device),
+                _out_of_memory_reported(shot.id, self.device),
+            ):
+                output = pipeline(**arguments, callback_on_step_end=watch.step).frames[0]
+        finally:
+            hook.remove()
+        progress(ProgressEvent(shot.id, "decode", 1, 1))
+        watch.check()
+        frames = new_frames(np.asarray(output), request)  # (frames, height, width, 3) uint8
+        return Clip(
+            frames=frames,
+            dit_passes=watch.passes,
+            seconds=time.perf_counter() - started,
+            info={
+                "pipeline": type(pipeline).__name__,
+                "model": model.name,
+                "dtype": dtype_name(pipeline.transformer.dtype),
+                "vae_dtype": dtype_name(pipeline.vae.dtype),
+                "device": str(self.device),
+                "offload": loaded.offload,
+                "windows": [run.as_dict() for run in watch.windows],
+                "diffusers": self.diffusers_version,
+                **({"notes": loaded.notes} if loaded.notes else {}),
+            },
+        )
+
+    # --- loading -----------------------------------------------------------------------------------------------
+
+    def _model_for(self, shot: ShotPlan) -> ModelFolder:
+        """The render's one model: the one given in the options, else the first shot's."""
+        if self.model is None:
+            self.model = find_model(shot.settings.model, self.options.base_dir)
+        elif shot.settings.model and shot.settings.model != self.model.name:
+            raise UserError(
+                f"shot '{shot.id}' asks for model '{shot.settings.model}', but this render loaded '{self.model.name}'; "
+                "a render uses one model: render those shots separately (--only with --model)"
+            )
+        return self.model
+
+    def _load(self, model: ModelFolder, shot_id: str, progress: ProgressCallback) -> _Loaded:
+        if self._loaded is not None:
+            return self._loaded
+        import diffusers
+        import torch
+
+        progress(ProgressEvent(shot_id, "load", 0, 1, f"loading {model.name}"))
+        started = time.perf_counter()
+        # bf16 (or the asked dtype) for the transformer and text encoder, the bulk of the weights; the small VAE
+        # and CLIP image encoder stay float32, as the SkyReels-V2 and diffusers examples run them.
+        dtypes = {"default": self.dtype, "vae": torch.float32, "image_encoder": torch.float32}
+        try:
+            with _quiet_loading():
+                primary = getattr(diffusers, model.class_name).from_pretrained(
+                    model.path, dtype=dtypes, local_files_only=True
+                )
+        except OSError as exc:
+            raise ModelNotFound(
+                f"model '{model.name}': {model.path} is incomplete or unreadable ({exc}); download it again "
+                "(hf download <id>) or point to a complete folder"
+            ) from exc
+        notes = keep_attention_bidirectional(primary.transformer)
+        offload = self._place(primary)
+        if model.family == DIFFUSION_FORCING:
+            # Cls(**components) shares the loaded modules as they are; from_pipe would cast them to float32.
+            pipelines = {
+                mode: getattr(diffusers, class_name)(**primary.components)
+                for mode, class_name in DF_PIPELINE_FOR_MODE.items()
+            }
+            schedule_windows_by_their_length(pipelines["image"])
+        else:
+            pipelines = {PLAIN_MODE[model.family]: primary}
+        for pipeline in pipelines.values():
+            pipeline.set_progress_bar_config(disable=True)
+        self._loaded = _Loaded(
+            model=model,
+            pipelines=pipelines,
+            scheduler_config=dict(primary.scheduler.config),
+            max_tokens=_max_tokens(primary),
+            offload=offload,
+            notes=notes,
+        )
+        seconds = time.perf_counter() - started
+        progress(ProgressEvent(shot_id, "load", 1, 1, f"loaded {model.class_name} in {seconds:.1f}s"))
+        return self._loaded
+
+    def _place(self, pipeline: Any) -> str:
+        """Put the weights where they run; with ``offload``, keep them on the CPU and move them around use."""
+        import torch
+
+        if not self._offload or self.device.type == "cpu":
+            pipeline.to(self.device)
+            return "none (the model runs on the CPU)" if self._offload else "none"
+        if self.device.type == "cuda":
+            # Group offloading hooks live on the modules, so every pipeline sharing them is offloaded; CUDA streams
+            # prefetch the next layer while the current one computes.
+            pipeline.enable_group_offload(
+                onload_device=self.device,
+                offload_device=torch.device("cpu"),
+                offload_type="leaf_level",
+                use_stream=True,
+            )
+            return "group offloading (leaf level, CUDA streams)"
+        return (
+            "model cpu offload"  # other accelerators: whole models move, hooked per pipeline before each call
+        )
+
+    # --- one call ----------------------------------------------------------------------------------------------
+
+    def _check_prompt_lengths(self, request: ShotRequest, loaded: _Loaded) -> None:
+        """A prompt longer than the text encoder's window would be cut off silently by the pipeline: refuse it."""
+        from diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2_diffusion_forcing import prompt_clean
+
+        tokenizer = next(iter(loaded.pipelines.values())).tokenizer
+        for what, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+            if not text:
+                continue
+            tokens = len(tokenizer(prompt_clean(text), add_special_tokens=True)["input_ids"])
+            if tokens > loaded.max_tokens:
+                raise UserError(
+                    f"shot '{request.shot.id}': its {what} is {tokens} tokens, more than the {loaded.max_tokens} "
+                    "SkyReels-V2's text encoder reads, and the rest would be cut off; shorten it (an enhancer's "
+                    "max_words caps enhanced prompts)"
+                )
+
+    def _arguments(self, request: ShotRequest, loaded: _Loaded) -> dict[str, Any]:
+        """The pipeline call for this shot: always one prompt and one video (quirk 7)."""
+        import torch
+        from PIL import Image
+
+        shot, settings = request.shot, request.shot.settings
+        arguments: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "height": shot.height,
+            "width": shot.width,
+            "num_frames": shot.frames,
+            "num_inference_steps": settings.steps,
+            "guidance_scale": settings.guidance_scale,
+            "num_videos_per_prompt": 1,
+            # A CPU generator draws the same starting noise on every machine, whatever the device.
+            "generator": torch.Generator("cpu").manual_seed(shot.seed),
+            "output_type": "np",
+            "max_sequence_length": loaded.max_tokens,
+        }
+        if shot.mode == "image" and request.image is not None:
+            arguments["image"] = Image.fromarray(request.image)  # lossless; resized to its own size is a copy
+        if loaded.model.family != DIFFUSION_FORCING:
+            return arguments
+        arguments.update(
+            overlap_history=settings.overlap_history,
+            addnoise_condition=settings.addnoise_condition,
+            base_num_frames=settings.base_num_frames,
+            ar_step=settings.ar_step,
+            causal_block_size=settings.causal_block_size,
+            fps=shot.fps,
+        )
+        if shot.mode == "continue" and request.tail_frames is not None:
+            tail = torch.from_numpy(request.tail_frames).permute(
+                0, 3, 1, 2
+            )  # (overlap, 3, height, width) uint8
+            arguments["video"] = (tail.float() / 255.0).unsqueeze(
+                0
+            )  # (1, overlap, 3, height, width) in [0, 1]
+            # V2V counts the overlap in its num_frames
+            arguments["num_frames"] = generated_frames(shot.mode, shot.frames, settings.overlap_history)
+        return arguments
+
+
+@contextmanager
+def _out_of_memory_reported(shot_id: str, device: torch.device) -> Iterator[None]:
+    """Turn the device running out of memory (torch's error, or an allocator's RuntimeError on other
+    devices) into the generator contract's OutOfMemory, so render() can make room and try again."""
+    import torch
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise OutOfMemory(f"shot '{shot_id}' ran out of {device.type} memory: {_first_line(exc)}") from exc
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        if "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        raise OutOfMemory(f"shot '{shot_id}' ran out of {device.type} memory: {_first_line(exc)}") from exc
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _scheduler_with_shift(scheduler: Any, config: dict[str, Any], shift: float) -> Any:
+    """The model's flow-matching scheduler with the shot's ``shift`` (UniPC calls it flow_shift)."""
+    for key in ("flow_shift", "shift"):
+        if key in config:
+            return type(scheduler).from_config(config, **{key: shift})
+    raise GenerationError(f"the model's scheduler {type(scheduler).__name__} has no shift setting")
+
+
+def _max_tokens(pipeline: Any) -> int:
+    """The text window: the pipeline's max_sequence_length (512, umT5's), or the tokenizer's if smaller."""
+    default = inspect.signature(pipeline.__call__).parameters["max_sequence_length"].default
+    return int(min(default, getattr(pipeline.tokenizer, "model_max_length", default)))
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence diffusers' and transformers' loading bars (the caller's progress reports loading instead)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    shown = [lib.is_progress_bar_enabled() for lib in (diffusers_logging, transformers_logging)]
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, was_shown in zip((diffusers_logging, transformers_logging), shown, strict=True):
+            if was_shown:
+                lib.enable_progress_bar()
