@@ -16,6 +16,7 @@ s.yaml:2:45: scenes[0].shots[0].duraton: unknown key 'duraton'; did you mean 'du
 
 from __future__ import annotations
 
+import codecs
 import copy
 import difflib
 import itertools
@@ -30,7 +31,7 @@ from .checks import unique_problems
 from .errors import Problem, StoryboardError
 from .fields import MAX_ID_LENGTH, MAX_SHOT_FRAMES, MAX_SHOT_SECONDS
 from .format import FORMAT_VERSION, Storyboard, model_at
-from .yaml_source import Path_, SourceMap, collector_paused, decode_text, load_yaml
+from .yaml_source import Path_, SourceMap, collector_paused, load_yaml
 
 
 def storyboard_yaml(path: str | Path, *, template_vars: dict[str, Any] | None = None) -> str:
@@ -69,6 +70,36 @@ def _read_storyboard(path: Path, template_vars: dict[str, Any] | None) -> tuple[
             "rename it to end in .yaml.j2 to use variables",
         )
     return text, display, False
+
+
+def decode_text(data: bytes, file: str) -> str:
+    """A storyboard file's bytes as text: UTF-8 (a byte-order mark is dropped), or UTF-16 when it starts with
+    the UTF-16 byte-order mark, as YAML allows. Anything else is a StoryboardError at the first byte that
+    is not UTF-8.
+
+    >>> decode_text("title: Café".encode(), "s.yaml"), decode_text("a: 1".encode("utf-16"), "s.yaml")
+    ('title: Café', 'a: 1')
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        line_start = data.rfind(b"\n", 0, start) + 1
+        column = len(data[line_start:start].decode(encoding, errors="replace")) + 1
+        raise StoryboardError.single(
+            file,
+            line,
+            column,
+            "",
+            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text: byte "
+            f"0x{data[start]:02x} here is not a character (is it a binary file, or saved as Latin-1?)",
+            "save the storyboard as UTF-8 text",
+        ) from None
 
 
 def load_storyboard(

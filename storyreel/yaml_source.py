@@ -26,7 +26,6 @@ needs the state the others keep (the path being built, the anchors, the counts s
 
 from __future__ import annotations
 
-import codecs
 import gc
 import math
 import re
@@ -595,36 +594,6 @@ def read_yaml_value(text: str, file: str) -> Any:
     ['amber', 3, 'no']
     """
     return load_yaml(text, file, written_numbers=False, refuse_yes_no=True)[0]
-
-
-def decode_text(data: bytes, file: str) -> str:
-    """A storyboard file's bytes as text: UTF-8 (a byte-order mark is dropped), or UTF-16 when it starts with
-    the UTF-16 byte-order mark, as YAML allows. Anything else is a StoryboardError at the first byte that
-    is not UTF-8.
-
-    >>> decode_text("title: Café".encode(), "s.yaml"), decode_text("a: 1".encode("utf-16"), "s.yaml")
-    ('title: Café', 'a: 1')
-    """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        start = exc.start
-        line = data.count(b"\n", 0, start) + 1
-        line_start = data.rfind(b"\n", 0, start) + 1
-        column = len(data[line_start:start].decode(encoding, errors="replace")) + 1
-        raise StoryboardError.single(
-            file,
-            line,
-            column,
-            "",
-            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text: byte "
-            f"0x{data[start]:02x} here is not a character (is it a binary file, or saved as Latin-1?)",
-            "save the storyboard as UTF-8 text",
-        ) from None
 
 
 def _line_and_column(text: str, index: int) -> tuple[int, int]:
