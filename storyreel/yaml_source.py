@@ -15,6 +15,10 @@ A document is bounded: its size, how deeply it nests, how many values it holds, 
 those are copies made by aliases (``*name``), so that a few lines of anchors cannot expand into
 gigabytes ("billion laughs"). Each bound is a positioned error.
 
+The module is one reader, kept whole though it is long: the builder that turns the parser's events into
+values is where positions are recorded, scalars resolved and every bound counted, and each of those
+needs the state the others keep (the path being built, the anchors, the counts so far).
+
 >>> data, source = load_yaml("time: 11:58\\nanswer: yes\\nfps: 24\\n", "s.yaml")
 >>> data, source.locate(("fps",))
 ({'time': '11:58', 'answer': 'yes', 'fps': 24}, Position(line=3, column=6))
@@ -22,7 +26,6 @@ gigabytes ("billion laughs"). Each bound is a positioned error.
 
 from __future__ import annotations
 
-import codecs
 import gc
 import math
 import re
@@ -64,12 +67,19 @@ _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
-# Words YAML 1.1 read as booleans. Storyboard fields are typed, so they are read as the words they are; a
-# template variable is untyped, where `night: no` would be the word "no", true in `{% if night %}`.
+# What a value tagged !!int, !!float, !!bool or !!null must resolve to.
+_TAGGED: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "null": (type(None),),
+}
 # Characters that show as nothing, or change what the text around them looks like, so that what a storyboard
 # says differs from what it seems to say: control characters (terminal escapes, NUL, BEL; tab and line breaks
 # are text) and the bidirectional embeddings, overrides and isolates that can reorder a line on screen.
 HIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Words YAML 1.1 read as booleans. Storyboard fields are typed, so they are read as the words they are; a
+# template variable is untyped, where `night: no` would be the word "no", true in `{% if night %}`.
 YES_NO_WORDS = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
 
 
@@ -97,6 +107,18 @@ class SourceMap:
             if not path:
                 return None
             path = path[:-1]
+
+    def problem(self, path: Path_, message: str, fix: str = "", *, key: bool = False) -> Problem:
+        """A Problem pinned to where ``path`` was written (or its nearest written ancestor)."""
+        position = self.locate(path, key=key)
+        return Problem(
+            self.file,
+            position.line if position else None,
+            position.column if position else None,
+            field_name(path),
+            message,
+            fix,
+        )
 
 
 class WrittenInt(int):
@@ -318,10 +340,12 @@ class _Builder:
         name = tag.removeprefix(_CORE)
         if name == "str":
             return text
-        if name in ("int", "float", "bool", "null"):
+        if name in _TAGGED:
             value = resolve_plain(text.strip(), written_numbers=self.written_numbers)
-            wanted = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[name]
-            if isinstance(value, wanted) and not (name in ("int", "float") and isinstance(value, bool)):
+            resolves = isinstance(value, _TAGGED[name]) and not (
+                name in ("int", "float") and isinstance(value, bool)
+            )
+            if resolves:
                 return float(value) if name == "float" else value
             self.problems.append(
                 Problem(self.source.file, position.line, position.column, "", f"{text!r} is not a !!{name}",
@@ -353,7 +377,7 @@ class _Builder:
 
     def alias(self, event: AliasEvent) -> None:
         position = _position(event.start_mark)
-        anchor = self.anchors.get(event.anchor)
+        anchor = self.anchors.get(event.anchor or "")  # the parser gives every alias a name
         if anchor is None:
             raise _Refused(
                 position, f"*{event.anchor} names no anchor", f"define it first with &{event.anchor}"
@@ -484,15 +508,7 @@ def load_yaml(
     ``refuse_yes_no`` makes an unquoted yes/no/on/off an error (see YES_NO_WORDS).
     """
     source = SourceMap(file)
-    if len(text) > MAX_DOCUMENT_CHARS:
-        raise StoryboardError.single(
-            file,
-            None,
-            None,
-            "",
-            f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
-            "split the film into several storyboards",
-        )
+    check_document_size(text, file)
     builder = _Builder(source, written_numbers, refuse_yes_no)
     loader = _Loader(text)
     try:
@@ -557,6 +573,19 @@ def load_yaml(
     return builder.root, source
 
 
+def check_document_size(text: str, file: str) -> None:
+    """A StoryboardError when ``text`` is longer than a storyboard may be (a template is held to it too)."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise StoryboardError.single(
+            file,
+            None,
+            None,
+            "",
+            f"the file holds {len(text):,} characters, more than the {MAX_DOCUMENT_CHARS:,} a storyboard may have",
+            "split the film into several storyboards",
+        )
+
+
 def read_yaml_value(text: str, file: str) -> Any:
     """A YAML value read with the same rules and bounds as a storyboard, for template variables (``vars:``,
     ``--var``): plain numbers, and an unquoted yes/no/on/off refused rather than guessed at.
@@ -565,36 +594,6 @@ def read_yaml_value(text: str, file: str) -> Any:
     ['amber', 3, 'no']
     """
     return load_yaml(text, file, written_numbers=False, refuse_yes_no=True)[0]
-
-
-def decode_text(data: bytes, file: str) -> str:
-    """A storyboard file's bytes as text: UTF-8 (a byte-order mark is dropped), or UTF-16 when it starts with
-    the UTF-16 byte-order mark, as YAML allows. Anything else is a StoryboardError at the first byte that
-    is not UTF-8.
-
-    >>> decode_text("title: Café".encode(), "s.yaml"), decode_text("a: 1".encode("utf-16"), "s.yaml")
-    ('title: Café', 'a: 1')
-    """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        start = exc.start
-        line = data.count(b"\n", 0, start) + 1
-        line_start = data.rfind(b"\n", 0, start) + 1
-        column = len(data[line_start:start].decode(encoding, errors="replace")) + 1
-        raise StoryboardError.single(
-            file,
-            line,
-            column,
-            "",
-            f"the file is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text: byte "
-            f"0x{data[start]:02x} here is not a character (is it a binary file, or saved as Latin-1?)",
-            "save the storyboard as UTF-8 text",
-        ) from None
 
 
 def _line_and_column(text: str, index: int) -> tuple[int, int]:
