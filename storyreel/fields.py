@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .camera import ANGLES, SHOT_TYPES, normalise_angle, normalise_shot_type
+from .frames import SPATIAL_MULTIPLE, four_k_plus_one_around, is_four_k_plus_one, nearest_side
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # A shot id names shots/<id>.mp4 and the temporary files beside it, which a file system caps at 255 bytes.
@@ -45,6 +46,7 @@ MAX_SHOT_SECONDS = 60.0
 MAX_SHOT_FRAMES = 1457  # the model card's one-minute length (60.7 s at 24 fps)
 MAX_TRANSITION_SECONDS = 10.0
 MAX_AUDIO_FADE_SECONDS = 60.0
+MIN_SIDE = 64
 MAX_SIDE = 1920
 MAX_PIXELS = 1920 * 1088
 MAX_BASE_NUM_FRAMES = 257  # 65 latent frames: more than twice the 720P window
@@ -140,7 +142,8 @@ FadeDuration = Annotated[
 
 
 def parse_resolution(value: Any) -> str:
-    """``540P`` (960x544), ``720P`` (1280x720) or ``"WxH"`` with both sides multiples of 16, within bounds."""
+    """``540P`` (960x544), ``720P`` (1280x720) or ``"WxH"`` with both sides on the token grid (multiples of
+    :data:`storyreel.frames.SPATIAL_MULTIPLE`, 16), within bounds."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise field_error(f"{value!r} is not a resolution", "use 540P, 720P or WIDTHxHEIGHT such as 832x480")
     text = str(value).strip()
@@ -156,10 +159,11 @@ def parse_resolution(value: Any) -> str:
             f"{MAX_PIXELS:,} pixels in all (1920x1088)",
             "use 720P (1280x720) or 540P (960x544), the sizes SkyReels-V2 is trained at",
         )
-    if width % 16 or height % 16 or width < 64 or height < 64:
-        fix_w, fix_h = max(64, round(width / 16) * 16), max(64, round(height / 16) * 16)
+    if width % SPATIAL_MULTIPLE or height % SPATIAL_MULTIPLE or width < MIN_SIDE or height < MIN_SIDE:
+        fix_w, fix_h = max(MIN_SIDE, nearest_side(width)), max(MIN_SIDE, nearest_side(height))
         raise field_error(
-            f"{width}x{height} is not a valid size: both sides must be multiples of 16 and at least 64",
+            f"{width}x{height} is not a valid size: both sides must be multiples of {SPATIAL_MULTIPLE} and at "
+            f"least {MIN_SIDE}",
             f"use {fix_w}x{fix_h}",
         )
     return f"{width}x{height}"
@@ -178,15 +182,20 @@ def resolution_size(resolution: str) -> tuple[int, int]:
 
 
 # --- frame counts ---------------------------------------------------------------------------------------------
-# The video VAE encodes 1 + 4k frames: a window and the history it overlaps are such counts.
+# The video VAE encodes 1 + 4k frames (storyreel.frames): a window and the history it overlaps are such counts.
 
 
 def four_k_plus_one(name: str, examples: str) -> Any:
     """A check for a frame count field: one that is not 4k+1 is refused, with the two nearest that are."""
 
     def check(value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1 and (value - 1) % 4:
-            lower, upper = (value - 1) // 4 * 4 + 1, (value - 1) // 4 * 4 + 5
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= 1
+            and not is_four_k_plus_one(value)
+        ):
+            lower, upper = four_k_plus_one_around(value)
             raise field_error(
                 f"{value} is not of the form 4k+1 (the video VAE encodes 1 + 4k frames)",
                 f"use {lower} or {upper}; {examples}",

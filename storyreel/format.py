@@ -56,6 +56,7 @@ from .fields import (
     parse_resolution,
     shot_type,
 )
+from .frames import VAE_TEMPORAL_STRIDE
 from .prompts import PromptSyntaxError, expanded_size, fill_in, prompt_references, referable_name, too_long
 from .yaml_source import Path_, SourceMap, field_name
 
@@ -157,7 +158,7 @@ class Generation(_Model):
     ] = Field(
         None,
         ge=1,
-        le=MAX_BASE_NUM_FRAMES - 4,
+        le=MAX_BASE_NUM_FRAMES - VAE_TEMPORAL_STRIDE,
         description="tail frames a continuing shot or window is conditioned on",
     )
     addnoise_condition: int | None = Field(
