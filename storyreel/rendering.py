@@ -1,15 +1,14 @@
-"""``render()``: a storyboard in, a film out. It composes the stages, each owned by its own module.
+"""``render()``: a storyboard in, a film out. It composes the five stages, each owned by its own modules.
 
-    1. storyboard   load and check the file (or take a Storyboard built in code)       storyboard
-    2. plan         shot graph, timeline, frames and diffusion-forcing windows; every     graph, plan
-                    check happens here, before any GPU minute is spent
-    3. generator    chosen, and every shot checked against it (the model is there, its   generate
-                    pipeline can make the shot) before any prompt is enhanced
-    4. enhance      every shot's prompt rewritten into a detailed caption, all at once   enhance
-    5. generate     shots in render order, each reused from the shot cache or made       shot_job
-                    (degrade, cache, tails); a continuing shot gets its parent's exact
-                    last frames
-    6. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json             assemble
+    1. storyboard   load and check the file (or take a Storyboard built in code)     storyboard
+    2. plan         shot graph, timeline, frames and diffusion-forcing windows, then    graph, plan, frames,
+                    the generator chosen and every shot checked against it (the model   generate
+                    is here, its pipeline can make the shot): every error is found
+                    before any prompt is enhanced or GPU minute spent
+    3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
+    4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
+                    (a continuing shot gets its parent's exact last frames)            cache, tails
+    5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
 what killed renders left there is removed): :mod:`storyreel.render_folder`. The machine refusing a
@@ -40,7 +39,7 @@ from .plan import FilmPlan, ShotPlan, plan_film
 from .prompt_lock import lock_path_for
 from .render_folder import RenderFolder, default_out_dir, machine_errors
 from .shot_job import ShotJob, ShotWork, make_shot
-from .storyboard import Storyboard, load_storyboard
+from .storyboard import EnhancerSettings, Storyboard, load_storyboard
 from .tails import TailKeeper
 from .version import __version__
 
@@ -134,13 +133,12 @@ def render(
         (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
     ]
     with machine_errors(*places), folder.locked(report.note):
-        # 2. Plan: every check of the storyboard happens here
+        # 2. Plan: every check happens here, the storyboard's first, then the generator's (an unknown name, a
+        #    missing extra or model, shots it cannot make), before anything is spent
         report.stage("plan")
         plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
         selected = _select(plan, only)
         order = [plan.shot(s) for s in plan.render_order if s in selected]
-
-        # 3. Generator: an unknown name, a missing extra or model, or shots it cannot make fail now
         name, model_id = choose_generator(plan, generator)
         backend = generator if isinstance(generator, Generator) else load_backend(GENERATORS, name)
         options = GeneratorOptions(
@@ -150,15 +148,9 @@ def render(
         _tell_plan(plan, name, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
 
-        # 4. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
+        # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
         #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
-        settings = enhancer_settings(
-            board,
-            backend=_enhancer_name(enhancer),
-            url=enhancer_url,
-            model=enhancer_model,
-            fallback=enhancer_fallback,
-        )
+        settings = _enhancer_settings(board, enhancer, enhancer_url, enhancer_model, enhancer_fallback)
         report.stage("enhance", settings.backend)
         prompts = enhance_film(
             board,
@@ -171,7 +163,7 @@ def render(
             backend=None if isinstance(enhancer, str) else enhancer,
         )
 
-        # 5. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
+        # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
         report.stage("generate", name)
         manifest = _new_manifest(board, name, model_id, settings.backend, plan)
@@ -188,7 +180,7 @@ def render(
             )
             _generate(order, prompts, keys, work, manifest, report)
 
-        # 6. Assemble the film (only when every shot of the timeline was rendered)
+        # 5. Assemble the film (only when every shot of the timeline was rendered)
         if set(plan.timeline) <= {entry.id for entry in manifest.shots}:
             report.stage("assemble")
             manifest.film = _assemble(
@@ -231,13 +223,8 @@ def enhance_storyboard(
         raise UserError(
             "a storyboard built in code has no file to put its prompt lock beside; pass lock=PATH"
         )
-    settings = enhancer_settings(
-        board,
-        backend=_enhancer_name(enhancer),
-        url=enhancer_url,
-        model=enhancer_model,
-        fallback=enhancer_fallback,
-        concurrency=concurrency,
+    settings = _enhancer_settings(
+        board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, concurrency
     )
     with machine_errors((lock_path.parent, "the prompt lock is kept beside the storyboard")):
         # The lock is written as prompts arrive: find out now, not after paying for the first answer,
@@ -266,8 +253,19 @@ def _board(
     return load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
 
 
-def _enhancer_name(enhancer: str | Enhancer | None) -> str | None:
-    return enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name
+def _enhancer_settings(
+    board: Storyboard,
+    enhancer: str | Enhancer | None,
+    url: str | None,
+    model: str | None,
+    fallback: str | None,
+    concurrency: int | None = None,
+) -> EnhancerSettings:
+    """The storyboard's enhancer settings, with what the caller chose instead (None leaves a setting alone)."""
+    name = enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name
+    return enhancer_settings(
+        board, backend=name, url=url, model=model, fallback=fallback, concurrency=concurrency
+    )
 
 
 def _select(plan: FilmPlan, only: Sequence[str] | None) -> set[str]:
@@ -341,7 +339,7 @@ def _generate(
     manifest: Manifest,
     report: RenderProgress,
 ) -> None:
-    """Stage 5: make every shot of ``order``, entering each in the manifest (written after each shot). A shot
+    """Stage 4: make every shot of ``order``, entering each in the manifest (written after each shot). A shot
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
     tails = TailKeeper(order)
@@ -384,7 +382,7 @@ def _generate(
 def _assemble(
     board: Storyboard, plan: FilmPlan, folder: RenderFolder, reserved_bottom: int, report: RenderProgress
 ) -> FilmEntry:
-    """Stage 6: the shots cut into the film, with captions (burned in and as film.srt) and the music bed."""
+    """Stage 5: the shots cut into the film, with captions (burned in and as film.srt) and the music bed."""
     from .assemble import AudioBed, Cut, assemble_film
     from .captions import write_srt
 
