@@ -60,8 +60,8 @@ def shots(count: int, take: str) -> list:
 
 def timed(url: str, model: str | None, max_words: int, concurrency: int, batch: list) -> float:
     from storyreel.enhance import FilmContext
-    from storyreel.storyboard import EnhancerSettings
     from storyreel.enhancer.vllm import VLLMEnhancer
+    from storyreel.storyboard import EnhancerSettings
 
     settings = EnhancerSettings(backend="vllm", url=url, model=model, max_words=max_words)
     enhancer = VLLMEnhancer(settings, concurrency=concurrency)
