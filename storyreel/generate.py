@@ -128,6 +128,10 @@ class GeneratorOptions:
     dtype: str | None = None  # "bfloat16", "float16", "float32"; None picks per device
     offload: bool = False  # keep weights on the CPU and move them to the GPU around use
     base_dir: Path | None = None  # folder that a relative model path is resolved against
+    # How the transformer runs (storyboard `generation:` keys of the same names, and CLI flags):
+    attention: str = "auto"  # auto | flash3 | sage | flash | cudnn | sdpa: the attention kernel
+    compile: str = "auto"  # auto (on for CUDA) | true | false: compile the repeated transformer blocks
+    precision: str = "bf16"  # bf16 | fp8 (lossy): the transformer's weights and matrix products
 
 
 class Generator(ABC):
