@@ -25,7 +25,15 @@ from storyreel.enhance import EnhancedPrompt, FilmContext, ShotContext
 from storyreel.errors import MissingExtra, UserError
 from storyreel.storyboard import EnhancerSettings
 
-from .chat import ANSWER_TRIES, DEFAULT_MODEL, SEED, ChatEnhancer, answer_unusable, sampling
+from .chat import (
+    ANSWER_TRIES,
+    DEFAULT_MODEL,
+    SEED,
+    ChatEnhancer,
+    EnhancerUnavailable,
+    answer_unusable,
+    sampling,
+)
 from .clean import UnusableAnswer, clean_caption
 from .serve import MAX_MODEL_LEN
 
@@ -78,7 +86,15 @@ class OfflineVLLMEnhancer(ChatEnhancer):
         conversations = [self.prompts.messages(film, shot, self.max_words) for shot in shots]
         done: dict[int, EnhancedPrompt] = {}
         reasons: dict[int, str] = {}
-        llm = vllm.LLM(model=self.model, **self.engine_args)
+        try:
+            llm = vllm.LLM(model=self.model, **self.engine_args)
+        except Exception as error:  # a model that is not there, or does not fit: the user's or the machine's
+            raise EnhancerUnavailable(
+                f"the vllm-offline enhancer could not start {self.model!r}: {type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}; fix: check the model name "
+                "or folder and the GPU's free memory (engine_args such as tensor_parallel_size or "
+                "gpu_memory_utilization), or enhance with --enhancer-fallback template"
+            ) from error
         try:
             pending = list(range(len(shots)))
             for attempt in range(ANSWER_TRIES):

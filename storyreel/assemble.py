@@ -209,7 +209,7 @@ def _mux_audio(video: Path, bed: AudioBed, seconds: float, out: Path) -> None:
         if music.duration is None or music.duration <= 0:
             raise UserError(f"{bed.path}: the music file has no sound; fix: use another file for audio.music")
         music = _fit_music(music, bed, seconds)
-        _encode_music(music, audio_path, out)
+        _encode_music(music, bed.path, audio_path, out)
         _add_music(video, audio_path, seconds, out)
     finally:
         music.close()
@@ -249,8 +249,9 @@ def _fit_music(music: Any, bed: AudioBed, seconds: float) -> Any:
     return music.with_effects(effects)
 
 
-def _encode_music(music: Any, audio_path: Path, out: Path) -> None:
-    """Write ``music`` as AAC to ``audio_path``; a refused write is raised as the OSError it was, naming ``out``."""
+def _encode_music(music: Any, source: Path, audio_path: Path, out: Path) -> None:
+    """Write ``music`` (read from ``source``) as AAC to ``audio_path``; a refused read or write is raised as the
+    OSError it was, naming ``source`` or ``out``."""
     try:
         music.write_audiofile(
             str(audio_path),
@@ -261,7 +262,7 @@ def _encode_music(music: Any, audio_path: Path, out: Path) -> None:
             logger=None,
         )
     except OSError as exc:  # moviepy's message is ffmpeg's whole log: keep the reason, name the film
-        raise_os_reason(str(exc), out)
+        raise_os_reason(str(exc), out, inputs=(source,))
         raise AssemblyError(
             f"ffmpeg failed while encoding the music bed for {out.name}: {log_tail(str(exc), 3)}"
         ) from None

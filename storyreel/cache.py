@@ -39,6 +39,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,10 +49,11 @@ from .atomic import UMASK
 from .errors import UserError
 from .fingerprint import file_sha256
 
+# The entry format. Any change to entry.json's fields bumps it: an entry of another version belongs to another
+# storyreel sharing this cache, and is left alone (neither used, listed, replaced nor removed).
 ENTRY_VERSION = 1
 ENTRY_FILES = ("shot.mp4", "tail.npz")  # what every entry holds besides entry.json
-_KEY = re.compile(r"[0-9a-f]{64}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # a checksum, and the name of an entry's folder (its key)
 
 
 def default_cache_dir() -> Path:
@@ -109,6 +111,10 @@ class CacheDamaged(Exception):
     """An entry failed its checks; the message says how."""
 
 
+class ForeignEntry(Exception):
+    """An entry written in another entry format, by another storyreel version sharing the cache."""
+
+
 # The type each entry.json field must have. A hand-edited or half-written entry.json is damage, and
 # checking types here keeps a string where a number belongs from failing later, inside a render.
 _TEXT, _COUNT, _NUMBER = (str,), (int,), (int, float)
@@ -146,6 +152,8 @@ def read_entry(folder: Path) -> EntryInfo:
         raise CacheDamaged(f"entry.json unreadable: {exc}") from exc
     if not isinstance(raw, dict):
         raise CacheDamaged("entry.json is not a JSON object")
+    if raw.get("version") != ENTRY_VERSION and isinstance(raw.get("version"), int):
+        raise ForeignEntry(f"entry format {raw['version']}, not {ENTRY_VERSION}")
     missing = sorted(set(_ENTRY_TYPES) - set(raw))
     unknown = sorted(set(raw) - set(_ENTRY_TYPES))
     if missing or unknown:
@@ -213,6 +221,13 @@ class ShotCache:
             return None
         try:
             entry = CachedShot(self._verify(folder, key), folder)
+        except ForeignEntry:
+            return None  # another storyreel version's: a miss, and left as it is
+        except (FileNotFoundError, PermissionError) as error:  # removed meanwhile, or not ours to read
+            self.warn(
+                f"cache entry {key[:12]} cannot be read ({error.strerror}); the shot is generated again"
+            )
+            return None
         except CacheDamaged as damage:
             self.warn(
                 f"cache entry {key[:12]} is damaged ({damage}); it is removed and the shot generated again"
@@ -226,8 +241,8 @@ class ShotCache:
 
     def _verify(self, folder: Path, key: str) -> EntryInfo:
         info = read_entry(folder)
-        if info.key != key or info.version != ENTRY_VERSION:
-            raise CacheDamaged("entry.json belongs to another key or format")
+        if info.key != key:
+            raise CacheDamaged("entry.json belongs to another key")
         for name in ENTRY_FILES:
             path = folder / name
             if not path.is_file():
@@ -248,22 +263,36 @@ class ShotCache:
         return info
 
     def _touch(self, entry: CachedShot, used_by: str | None) -> None:
-        """Record the use (for ``cache gc``); best effort, never fatal."""
+        """Record the use (for ``cache gc``); best effort, never fatal. The storyboard is added to ``used_by``
+        under a lock on the entry's folder, re-reading entry.json there, so two renders recording their
+        storyboards at once both stay recorded (a lost record would let ``gc`` remove a kept shot)."""
         try:
             os.utime(entry.folder)
-            if used_by and used_by not in entry.info.used_by:
-                entry.info.used_by.append(used_by)
-                _write_json(entry.folder / "entry.json", asdict(entry.info))
-        except OSError:
+            if not used_by or used_by in entry.info.used_by:
+                return
+            with _folder_locked(entry.folder):
+                current = read_entry(entry.folder)
+                if used_by not in current.used_by:
+                    current.used_by.append(used_by)
+                    _write_json(entry.folder / "entry.json", asdict(current))
+                entry.info.used_by[:] = current.used_by
+        except (OSError, CacheDamaged, ForeignEntry):
             pass
 
     # --- writing ----------------------------------------------------------------------------------------------
 
-    def put(self, info: EntryInfo, mp4: Path, tail: np.ndarray) -> bool:
-        """Publish an entry (the mp4 is copied, not moved). Returns False, after a warning, if it could not be written."""
-        self.shots.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.shots))
+    def put(self, info: EntryInfo, mp4: Path, tail: np.ndarray, *, replace: bool = False) -> bool:
+        """Publish an entry (the mp4 is copied, not moved). Returns False, after a warning, if it could not be
+        written: a cache that is full or not writable never stops a render.
+
+        An entry already under the key is kept, unless ours keeps more of the tail (a new continuation needs
+        it), or ``replace`` (the shot was generated again on purpose, ``--no-cache``), or it is damaged; an
+        entry of another storyreel version is always left alone.
+        """
+        staging: Path | None = None
         try:
+            self.shots.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.shots))
             os.chmod(
                 staging, 0o777 & ~UMASK
             )  # as a folder made the ordinary way: a shared cache stays shared
@@ -272,7 +301,7 @@ class ShotCache:
                 np.savez_compressed(stream, frames=np.ascontiguousarray(tail, dtype=np.uint8))
                 stream.flush()
                 os.fsync(stream.fileno())
-            info.files = {name: file_sha256(staging / name) for name in ("shot.mp4", "tail.npz")}
+            info.files = {name: file_sha256(staging / name) for name in ENTRY_FILES}
             info.tail_frames = int(tail.shape[0])
             _write_json(staging / "entry.json", asdict(info))
             final = self.folder(info.key)
@@ -282,9 +311,8 @@ class ShotCache:
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
-                theirs = self.get(info.key)  # removes it if damaged
-                if theirs is None or theirs.info.tail_frames < info.tail_frames:
-                    self._remove(final)  # ours keeps more of the tail (a new continuation needs it)
+                if self._gives_way(final, info, replace):
+                    self._remove(final)
                     os.rename(staging, final)
             return True
         except OSError as exc:
@@ -293,8 +321,21 @@ class ShotCache:
             )
             return False
         finally:
-            if staging.exists():
+            if staging is not None and staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def _gives_way(self, final: Path, ours: EntryInfo, replace: bool) -> bool:
+        """Whether the entry already at ``final`` is to be replaced by ``ours`` (see :meth:`put`)."""
+        try:
+            read_entry(final)
+        except ForeignEntry:
+            return False
+        except CacheDamaged:
+            return True
+        if replace:
+            return True
+        theirs = self.get(ours.key)  # verified in full; removed if damaged
+        return theirs is None or theirs.info.tail_frames < ours.tail_frames
 
     # --- housekeeping -----------------------------------------------------------------------------------------
 
@@ -311,7 +352,7 @@ class ShotCache:
             if not re.fullmatch(r"[0-9a-f]{2}", prefix.name) or not prefix.is_dir() or prefix.is_symlink():
                 continue
             for folder in sorted(prefix.iterdir()):
-                if not (_KEY.fullmatch(folder.name) and folder.name.startswith(prefix.name)):
+                if not (_SHA256.fullmatch(folder.name) and folder.name.startswith(prefix.name)):
                     continue  # not an entry; folders being removed start with a dot
                 try:
                     if not folder.is_dir() or folder.is_symlink():
@@ -322,6 +363,8 @@ class ShotCache:
                     continue
                 try:
                     info: EntryInfo | None = read_entry(folder)
+                except ForeignEntry:
+                    continue  # another storyreel version's: left alone
                 except CacheDamaged:
                     info = None
                 yield folder, info, size, used
@@ -346,6 +389,22 @@ class ShotCache:
         except OSError:
             return
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+@contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder`` while the block runs (none where there are no flocks)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _write_json(path: Path, document: dict[str, object]) -> None:

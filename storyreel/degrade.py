@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .errors import OutOfMemory
+from .errors import OutOfMemory, UserError
 from .frames import block_misfit, dit_passes, shot_windows, window_settings_fit
 from .generate import Clip, Generator, ProgressCallback, ShotRequest, run_generator
 from .plan import ShotPlan
@@ -30,12 +30,14 @@ WINDOW_STEP = 20  # frames: five latent frames, one causal block of the asynchro
 
 def smaller_windows(shot: ShotPlan) -> list[ShotPlan]:
     """``shot`` planned with ever shorter diffusion-forcing windows (:data:`WINDOW_STEP` frames less each
-    time), as long as the window stays valid and longer than the overlap."""
-    replanned = []
+    time), as long as the window stays valid and longer than the overlap. A window length that leaves the
+    shot's windows as they were (a shot shorter than the window) is not a step: it would need the same memory.
+    """
+    replanned: list[ShotPlan] = []
     base = shot.settings.base_num_frames - WINDOW_STEP
     while base > shot.settings.overlap_history:
         candidate = with_base_frames(shot, base)
-        if candidate is not None:
+        if candidate is not None and candidate.windows != (replanned[-1] if replanned else shot).windows:
             replanned.append(candidate)
         base -= WINDOW_STEP
     return replanned
@@ -60,35 +62,54 @@ def with_base_frames(shot: ShotPlan, base_num_frames: int) -> ShotPlan | None:
     )
 
 
+def _window_steps(generator: Generator, shot: ShotPlan) -> list[ShotPlan]:
+    """The smaller-window plans of ``shot`` that ``generator`` can run (a plain, one-window pipeline runs none)."""
+    runnable = []
+    for candidate in smaller_windows(shot):
+        try:
+            generator.check_plan([candidate], generator.options)
+        except UserError:
+            continue
+        runnable.append(candidate)
+    return runnable
+
+
 def generate_fitting(
     generator: Generator, request: ShotRequest, note: Callable[[str], None], progress: ProgressCallback
 ) -> tuple[Clip, list[str]]:
-    """Generate a shot, going down the ladder while it does not fit. Returns the clip and the steps taken."""
+    """Generate a shot, going down the ladder while it does not fit. Returns the clip and what it gave up to
+    fit: ``offload`` if that was switched on for it, and the window length it was made with."""
     shot_id = request.shot.id
     steps: list[tuple[str, ShotRequest]] = [("", request)]
     if not generator.offloading:
         steps.append(("offload", request))
     steps += [
         (f"base_num_frames={s.settings.base_num_frames}", replace(request, shot=s))
-        for s in smaller_windows(request.shot)
+        for s in _window_steps(generator, request.shot)
     ]
-    taken: list[str] = []
+    tried: list[str] = []  # every step taken so far, for the notes
     for number, (step, attempt) in enumerate(steps):
         if step == "offload" and not generator.enable_offload():
             continue  # this generator cannot make room that way
         if step:
-            taken.append(step)
+            tried.append(step)
         try:
-            return run_generator(generator, attempt, progress), taken
+            clip = run_generator(generator, attempt, progress)
         except OutOfMemory:
             generator.release_memory()
-            last = number == len(steps) - 1
+            more = number < len(steps) - 1
             note(
                 f"shot '{shot_id}' ran out of GPU memory"
-                + (f" with {', '.join(taken)}" if taken else "")
-                + ("" if last else "; trying again with less")
+                + (f" with {', '.join(tried)}" if tried else "")
+                + ("; trying again with less" if more else "")
             )
+            continue
+        # Offloading stays on once switched on; of the window lengths, only the one the shot was made with.
+        kept = [s for s in tried if s == "offload"] + [
+            s for s in tried[-1:] if s.startswith("base_num_frames")
+        ]
+        return clip, kept
     raise OutOfMemory(
-        f"shot '{shot_id}' does not fit in GPU memory even with {', '.join(taken) or 'the settings given'}; "
+        f"shot '{shot_id}' does not fit in GPU memory even with {', '.join(tried) or 'the settings given'}; "
         "fix: a smaller resolution, fewer frames per window (generation.base_num_frames), --offload, or a larger GPU"
     )

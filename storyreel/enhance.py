@@ -147,13 +147,10 @@ def open_enhancer(name: str, settings: EnhancerSettings) -> Enhancer:
     return cls(settings)  # type: ignore[no-any-return]
 
 
-_NO_SERVER = vars(Enhancer)["serve"].__func__  # the contract's own serve, which starts nothing
-
-
-def can_serve(backend: type) -> bool:
-    """Whether an enhancer class starts a server of its own: it has a ``serve`` other than the contract's."""
-    serve = getattr(backend, "serve", None)
-    return callable(serve) and getattr(serve, "__func__", serve) is not _NO_SERVER
+def can_serve(backend: type[Enhancer]) -> bool:
+    """Whether an enhancer class starts a server of its own: its ``serve`` is not the contract's, which
+    starts nothing."""
+    return backend.serve.__func__ is not Enhancer.serve.__func__  # type: ignore[attr-defined]
 
 
 def serve_enhancer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,18 @@ def file_sha256(path: str | Path) -> str:
 @dataclass(frozen=True)
 class ShotKeys:
     """The cache keys of one render's shots: what every key shares (the generator, its version and the
-    precision its options resolve to, and the model's identity), applied shot by shot."""
+    precision its options resolve to, and the model's identity), applied shot by shot with the facts of each
+    shot the generator's frames depend on (:meth:`storyreel.generate.Generator.frame_facts`)."""
 
     generator: str
     generator_version: str
     model: str | None  # :meth:`storyreel.models.ModelRef.identity`, or None without a model
+    frame_facts: Callable[[ShotPlan], dict[str, Any]]
 
     def key(self, shot: ShotPlan, prompt: str, parent_key: str | None) -> str:
         """``shot``'s key when made from ``prompt``, continuing the shot whose key is ``parent_key``."""
         return shot_key(
-            shot,
+            facts=self.frame_facts(shot),
             prompt=prompt,
             generator=self.generator,
             generator_version=self.generator_version,
@@ -48,8 +51,8 @@ class ShotKeys:
 
 
 def shot_key(
-    shot: ShotPlan,
     *,
+    facts: dict[str, Any],
     prompt: str,
     generator: str,
     generator_version: str,
@@ -57,33 +60,15 @@ def shot_key(
     parent_key: str | None,
     image_sha256: str | None,
 ) -> str:
-    """The shot's cache key (hex sha256)."""
-    settings = shot.settings.model_dump(mode="json")
-    settings.pop("model")  # identified by `model` below, which may be resolved further than the setting
-    facts: dict[str, Any] = {
+    """A shot's cache key (hex sha256): the shot's ``facts`` with what every key names."""
+    document = {
+        **facts,
         "generator": generator,
         "generator_version": generator_version,
         "model": model,
         "prompt": prompt,
-        "settings": settings,
-        "seed": shot.seed,
-        "frames": shot.frames,
-        "mode": shot.mode,
-        "size": [shot.width, shot.height],
-        "fps": shot.fps,
-        "windows": [w.model_dump() for w in shot.windows],
         "image": image_sha256,
         "parent": parent_key,
     }
-    if generator == "animatic":
-        # The animatic draws the shot's framing, text and timecode into the frames.
-        facts["animatic"] = {
-            "camera": shot.camera.model_dump() if shot.camera else None,
-            "characters": shot.characters,
-            "setting": shot.setting,
-            "scene": shot.scene,
-            "id": shot.id,
-            "film_start_frame": shot.film_start_frame,
-        }
-    text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

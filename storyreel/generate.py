@@ -172,6 +172,26 @@ class Generator(ABC):
         key; called before anything is loaded. The default: nothing."""
         return ""
 
+    @classmethod
+    def frame_facts(cls, shot: ShotPlan) -> dict[str, Any]:
+        """Everything about ``shot`` that decides the frames this generator makes, besides its prompt, its
+        start image and the frames it continues: part of the shot's cache key. The default suits a diffusion
+        model: every generation setting but the model (identified apart), the seed, frames, mode, size, fps
+        and the windows. A generator that draws other facts of the shot (the animatic draws its camera,
+        characters and timecode) names those instead, so that an edit to them, and only to them, makes the
+        shot again."""
+        settings = shot.settings.model_dump(mode="json")
+        settings.pop("model")
+        return {
+            "settings": settings,
+            "seed": shot.seed,
+            "frames": shot.frames,
+            "mode": shot.mode,
+            "size": [shot.width, shot.height],
+            "fps": shot.fps,
+            "windows": [window.model_dump() for window in shot.windows],
+        }
+
     @classmethod  # noqa: B027 - accepting every shot is the default
     def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
         """Refuse, before any prompt is enhanced or model loaded, shots these options cannot make (a model

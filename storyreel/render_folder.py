@@ -90,7 +90,13 @@ class RenderFolder:
         except ImportError:  # Windows: no advisory locks; renders there are not guarded
             return None
         for _ in range(100):  # each retry means another render finished meanwhile: this ends quickly
-            handle = open(self.lock_file, "a+")
+            try:
+                handle = open(self.lock_file, "a+")
+            except (
+                FileNotFoundError
+            ):  # a render that just ended removed the folder it had made: make it again
+                make_folder(self.path)
+                continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -23,12 +23,13 @@ MachineError that names the path and the operating system's reason, and costs no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .atomic import make_folder, temporary_beside
 from .backends import GENERATORS, load_backend
-from .cache import ShotCache, default_cache_dir
+from .cache import ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
@@ -72,7 +73,8 @@ class RenderProgress:
 
 
 def choose_generator(plan: FilmPlan, generator: str | Generator | None) -> tuple[str, str | None]:
-    """(generator name, model): the one asked for, else SkyReels-V2 when a model is set, else the animatic."""
+    """(generator name, model): the one asked for, else SkyReels-V2 when a model is set, else the animatic
+    (which loads no model, whatever the storyboard names)."""
     models = sorted({shot.settings.model for shot in plan.shots if shot.settings.model})
     wanted = generator.name if isinstance(generator, Generator) else generator
     if len(models) > 1 and wanted != ANIMATIC:
@@ -80,7 +82,8 @@ def choose_generator(plan: FilmPlan, generator: str | Generator | None) -> tuple
             f"shots name several models ({', '.join(models)}), but a render loads one; "
             "set generation.model once at the top of the storyboard, or pass --model"
         )
-    return wanted or (SKYREELS if models else ANIMATIC), models[0] if models else None
+    name = wanted or (SKYREELS if models else ANIMATIC)
+    return name, models[0] if models and name != ANIMATIC else None
 
 
 def render(
@@ -126,10 +129,9 @@ def render(
     #    planning or enhancing anything
     board = _board(storyboard, allow_outside, template_vars)
     folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     places = [
         (folder.path, "--out chooses the render folder"),
-        (cache_root, "--cache-dir chooses the shot cache"),
+        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
         (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
     ]
     with machine_errors(*places), folder.locked(report.note):
@@ -140,12 +142,17 @@ def render(
         selected = _select(plan, only)
         order = [plan.shot(s) for s in plan.render_order if s in selected]
         name, model_id = choose_generator(plan, generator)
-        backend = generator if isinstance(generator, Generator) else load_backend(GENERATORS, name)
-        options = GeneratorOptions(
-            model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
-        )
+        if isinstance(generator, Generator):  # a generator made by the caller runs with its own options
+            backend: type[Generator] | Generator = generator
+            options = replace(generator.options, base_dir=generator.options.base_dir or board.base_dir)
+        else:
+            backend = load_backend(GENERATORS, name)
+            options = GeneratorOptions(
+                model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+            )
         backend.check_plan(order, options)
-        _tell_plan(plan, name, report)
+        keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
+        _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
 
         # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
@@ -166,8 +173,7 @@ def render(
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
         report.stage("generate", name)
-        manifest = _new_manifest(board, name, model_id, settings.backend, plan)
-        keys = _shot_keys(name, backend, options)
+        manifest = _new_manifest(board, name, options.model, settings.backend, plan)
         with LazyGenerator(backend, options) as engine:
             work = ShotWork(
                 folder=folder,
@@ -286,11 +292,12 @@ def _select(plan: FilmPlan, only: Sequence[str] | None) -> set[str]:
     return selected
 
 
-def _tell_plan(plan: FilmPlan, generator: str, report: RenderProgress) -> None:
+def _tell_plan(plan: FilmPlan, generator: str, model: str | None, report: RenderProgress) -> None:
     if generator == ANIMATIC:
+        why = "no model is set (generation.model or --model), so this" if model is None else "this"
         report.note(
-            "no model is set (generation.model or --model), so this renders an animatic: a previs of "
-            "framing, camera moves, timing and captions, not generated video"
+            f"{why} renders an animatic: a previs of framing, camera moves, timing and captions, not "
+            "generated video"
         )
     for note in plan.notes:
         report.note(note)
@@ -311,6 +318,7 @@ def _shot_keys(name: str, backend: type[Generator] | Generator, options: Generat
         generator=name,
         generator_version="/".join(filter(None, (backend.version, backend.identity(options)))),
         model=resolve_model(options.model, options.base_dir).identity() if options.model else None,
+        frame_facts=backend.frame_facts,
     )
 
 
@@ -343,7 +351,6 @@ def _generate(
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
     tails = TailKeeper(order)
-    made: dict[str, str] = {}  # shot id -> cache key
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}  # shot id -> why it was not made
     timeline = sorted(order, key=lambda shot: shot.timeline_index)
@@ -356,9 +363,8 @@ def _generate(
             tails.skip(shot)
             continue
         prompt = prompts[shot.id]
-        key = keys.key(
-            shot, prompt.prompt.prompt, made.get(shot.conditioned_on) if shot.conditioned_on else None
-        )
+        parent = entries.get(shot.conditioned_on) if shot.conditioned_on else None
+        key = keys.key(shot, prompt.prompt.prompt, parent.cache_key if parent else None)
         job = ShotJob(shot, prompt, key, tails.tail_for(shot), tails.need.get(shot.id, 0))
         try:
             result = make_shot(job, work)
@@ -366,7 +372,6 @@ def _generate(
             failed[shot.id] = str(exc)
             report.note(str(exc))
             continue
-        made[shot.id] = key
         tails.keep(shot, result.tail)
         entries[shot.id] = result.entry
         manifest.shots = [entries[s.id] for s in timeline if s.id in entries]

@@ -130,23 +130,24 @@ def _save(clip: Clip, shot: ShotPlan, key: str, tail: np.ndarray, work: ShotWork
         info=json_friendly(clip.info),
     )
     path = work.folder.shot(shot.id)
+    replace = not work.reuse  # generated again on purpose: the new shot replaces the cached one
     try:
         write_shot(clip.frames, path, shot.fps)
-    except Exception:
+    except BaseException:  # Ctrl-C or a full render folder: the paid-for shot still goes into the cache
         if work.cache is not None:
             handle, name = tempfile.mkstemp(prefix=f"storyreel-{shot.id}-", suffix=".mp4")
             os.close(handle)
             scratch = Path(name)
             try:
                 write_shot(clip.frames, scratch, shot.fps)
-                work.cache.put(info, scratch, tail)
+                work.cache.put(info, scratch, tail, replace=replace)
             except Exception:
                 pass  # the first error is the one to report
             finally:
                 scratch.unlink(missing_ok=True)
         raise
     if work.cache is not None:
-        work.cache.put(info, path, tail)
+        work.cache.put(info, path, tail, replace=replace)
 
 
 def _start_image(shot: ShotPlan) -> np.ndarray:

@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,13 +82,15 @@ _WRITE_ERRNOS = (
 )
 
 
-def raise_os_reason(log: str, path: Path) -> None:
-    """Raise OSError naming ``path`` if ffmpeg's ``log`` says the operating system refused a write (a full
-    disk shows as "No space left on device" somewhere above the encoder's statistics)."""
+def raise_os_reason(log: str, path: Path, inputs: Sequence[Path] = ()) -> None:
+    """Raise OSError if ffmpeg's ``log`` says the operating system refused it (a full disk shows as "No space
+    left on device" somewhere above the encoder's statistics). The error names the input ffmpeg names on that
+    line (one of ``inputs`` it could not read), else ``path``, the file being written."""
     for line in log.splitlines():
         for code in _WRITE_ERRNOS:
             if os.strerror(code) in line:
-                raise OSError(code, os.strerror(code), str(path))
+                named = next((str(source) for source in inputs if str(source) in line), str(path))
+                raise OSError(code, os.strerror(code), named)
 
 
 def _raw_rgb(width: int, height: int) -> list[str]:

@@ -20,6 +20,7 @@ from storyreel.generate import (
     ShotRequest,
     ignore_progress,
 )
+from storyreel.plan import ShotPlan
 
 from .framing import FrameMark, camera_path, ease, frame_camera, frame_marks
 from .palette import scene_palette
@@ -42,6 +43,26 @@ class AnimaticGenerator(Generator):
     version = "2"  # bump when the drawing changes, so that cached shots are drawn again
 
     # Nothing to load or release: the model, device and precision options do not apply.
+
+    @classmethod
+    def frame_facts(cls, shot: ShotPlan) -> dict[str, Any]:
+        """What the drawing depends on: the shot's own words (its camera and set are read from them), where it
+        stands in the film (the slate's names and timecode), its length, size and seed; none of the
+        diffusion settings, which it does not draw."""
+        return {
+            "prompt_as_written": shot.prompt,
+            "camera": shot.camera.model_dump() if shot.camera else None,
+            "characters": shot.characters,
+            "setting": shot.setting,
+            "scene": shot.scene,
+            "id": shot.id,
+            "film_start_frame": shot.film_start_frame,
+            "seed": shot.seed,
+            "frames": shot.frames,
+            "mode": shot.mode,
+            "size": [shot.width, shot.height],
+            "fps": shot.fps,
+        }
 
     @classmethod
     def reserved_bottom(cls, width: int, height: int) -> int:
