@@ -7,8 +7,9 @@ Each kind of file is opened the way the render will open it, within fixed limits
   never decoded, so a decompression bomb costs nothing), and it must decode whole and convert to RGB.
 * ``music`` (``audio.music``): the ffmpeg binary imageio-ffmpeg ships must find an audio stream with a
   known duration and decode sound from its first :data:`MUSIC_PROBE_SECONDS` seconds.
-* ``template`` (the enhancer's ``system_template`` and ``user_template``): UTF-8 text of at most
-  :data:`MAX_TEMPLATE_BYTES` that parses as Jinja2.
+* ``template`` (the enhancer's ``system_template`` and ``user_template``): UTF-8 text that compiles as
+  Jinja2 in the enhancer's environment, within the bounds of a storyboard template
+  (:func:`storyreel.template_sandbox.compile_template`: at most 131,072 characters and 5,000 tags).
 
 Results are remembered per file identity (device, inode, size, modification time), so validating and
 then planning the same storyboard probes each file once.
@@ -29,7 +30,7 @@ from typing import Literal
 AssetKind = Literal["image", "music", "template"]
 
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67 megapixels: far above any film size, far below what exhausts memory
-MAX_TEMPLATE_BYTES = 1 << 20
+MAX_TEMPLATE_BYTES = 512 << 10  # read at most this much; compile_template bounds the text further
 MUSIC_PROBE_SECONDS = 10
 PROBE_TIMEOUT_SECONDS = 30
 
@@ -162,13 +163,15 @@ def _reason(log: str) -> str:
 
 def _template_trouble(path: Path, shown: str) -> AssetTrouble | None:
     import jinja2
-    import jinja2.sandbox
+
+    from .enhancer.text import prompt_environment
+    from .template_sandbox import TemplateUnreadable, compile_template
 
     with open(path, "rb") as stream:
         data = stream.read(MAX_TEMPLATE_BYTES + 1)
     if len(data) > MAX_TEMPLATE_BYTES:
         return AssetTrouble(
-            f"'{shown}' is larger than {MAX_TEMPLATE_BYTES >> 20} MiB, which no prompt template needs",
+            f"'{shown}' is larger than {MAX_TEMPLATE_BYTES >> 10} KiB, which no prompt template needs",
             "point it at the Jinja2 template itself",
         )
     try:
@@ -177,14 +180,15 @@ def _template_trouble(path: Path, shown: str) -> AssetTrouble | None:
         return AssetTrouble(
             f"'{shown}' is not UTF-8 text ({error.reason} at byte {error.start})", "save it as UTF-8"
         )
-    # As the enhancer compiles it (enhancer/chat.py): whitespace control changes what parses.
-    environment = jinja2.sandbox.SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
+    # Compiled as the enhancer compiles it (whitespace control changes what parses), within the bounds a
+    # storyboard template has: compiling is where a template nested too deeply, or too large, fails.
     try:
-        environment.parse(source)
+        compile_template(prompt_environment(), source, shown)
     except jinja2.TemplateSyntaxError as error:
         return AssetTrouble(
             f"'{shown}' line {error.lineno}: {error.message}", "fix the template's Jinja2 syntax"
         )
+    except TemplateUnreadable as error:
+        line = f" line {error.lineno}" if error.lineno is not None else ""
+        return AssetTrouble(f"'{shown}'{line}: {error.message}", error.fix)
     return None

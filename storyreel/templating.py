@@ -5,10 +5,11 @@ them (``storyreel render story.yaml.j2 --var hero=fox``). Undefined variables ar
 references such as ``{{ swan }}`` are left for the storyboard stage to expand, so prompts read the
 same in templated and plain storyboards.
 
-The template is rendered twice, in the bounded sandbox of :mod:`storyreel.template_sandbox`, within one
+The template is compiled once and rendered twice, in the bounded sandbox of
+:mod:`storyreel.template_sandbox` and in a child process with bounded memory and time, within one
 deadline: a lenient pass finds the characters the template defines, then a strict pass renders with
 each character left as its ``{{ name }}`` and every other undefined name an error. Every error,
-limits included, names the template line.
+limits included, names the template line (a child stopped for its time or memory names the file).
 
 >>> print(render_storyboard_template("vars:\\n  n: 2\\nshots: {{ n * 2 }}\\n", "t.yaml.j2", {}), end="")
 vars:
@@ -21,14 +22,25 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import jinja2
 
-from .errors import StoryboardError
-from .template_sandbox import MAX_TEMPLATE_SECONDS, BoundedSandbox, TemplateLimitError, render_bounded
-from .yaml_source import check_document_size, load_yaml, read_yaml_value
+from .errors import Problem, StoryboardError
+from .template_sandbox import (
+    MAX_TEMPLATE_MEMORY,
+    MAX_TEMPLATE_SECONDS,
+    BoundedSandbox,
+    ChildStopped,
+    TemplateLimitError,
+    TemplateUnreadable,
+    check_template_size,
+    compile_template,
+    render_bounded,
+    render_in_child,
+)
+from .yaml_source import load_yaml, read_yaml_value
 
 # --- vars: and --var --------------------------------------------------------------------------------------------
 
@@ -132,23 +144,57 @@ def parse_var(assignment: str) -> tuple[str, Any]:
 
 
 def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) -> str:
-    """Render a ``.yaml.j2`` storyboard; errors name the template line and the variable."""
-    check_document_size(text, file)
-    values, vars_line = _variables(text, file, overrides)
-    deadline = time.monotonic() + MAX_TEMPLATE_SECONDS  # both passes together
-    template = _compile(text, file, jinja2.StrictUndefined, deadline)
-    template_echo = _compile(text, file, _EchoUndefined, deadline)
+    """Render a ``.yaml.j2`` storyboard; errors name the template line and the variable.
+
+    The template is compiled once and rendered twice in a child process (see
+    :func:`~storyreel.template_sandbox.render_in_child`): a template is code from wherever the storyboard
+    came from, and only there are its memory and time bounded whatever it does. The lenient pass's YAML is
+    read here, for the characters it defines.
+    """
     try:
-        # Pass 1, lenient: find the characters the template defines, so `{{ swan }}` survives pass 2.
-        characters = _characters_defined(render_bounded(template_echo, values), file)
+        check_template_size(text)
+    except TemplateUnreadable as exc:
+        raise StoryboardError.single(file, None, None, "template", str(exc.message), exc.fix) from None
+    values, vars_line = _variables(text, file, overrides)
+
+    def characters_in(draft: str) -> list[str]:
+        characters = _characters_defined(draft, file)
         _refuse_clashes(characters, values, text, vars_line, file)
+        return characters
+
+    try:
+        rendered = render_in_child(lambda: _render_passes(text, file, values), characters_in)
+    except ChildStopped as stopped:
+        raise StoryboardError.single(
+            file, None, None, "template", f"template limit: {stopped.message}", stopped.fix
+        ) from None
+    if isinstance(rendered, list):
+        raise StoryboardError(rendered)
+    return rendered
+
+
+def _render_passes(
+    text: str, file: str, values: dict[str, Any]
+) -> Generator[str, list[str], str | list[Problem]]:
+    """Compile the template, render the lenient pass and yield it; given the characters it defines, render the
+    strict pass. Returns the YAML, or the problems found (values that cross from a child process)."""
+    try:
+        # Pass 1, lenient: every undefined name is written back as `{{ name }}`, so that the characters the
+        # template defines can be found.
+        sandbox = BoundedSandbox(_EchoUndefined, time.monotonic() + MAX_TEMPLATE_SECONDS)  # both passes
+        template = _compile(sandbox, text, file)
+        draft = render_bounded(template, values)
+        asked = time.monotonic()
+        characters = yield draft
+        sandbox.deadline += time.monotonic() - asked  # reading the draft is not the template's time
+        # Pass 2, strict: each character is left as its `{{ name }}`; every other undefined name is an error.
+        sandbox.undefined = jinja2.StrictUndefined
         placeholders = {name: "{{ " + name + " }}" for name in characters}
-        # Pass 2, strict: every other undefined name is an error.
         return render_bounded(template, {**values, **placeholders})
-    except StoryboardError:
-        raise
+    except StoryboardError as exc:
+        return exc.problems
     except Exception as exc:  # noqa: BLE001 - said with the template line, whatever the template did
-        raise _render_error(exc, file) from None
+        return _render_error(exc, file).problems
 
 
 def _variables(text: str, file: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -169,10 +215,11 @@ def _variables(text: str, file: str, overrides: dict[str, Any]) -> tuple[dict[st
     return {**declared, **overrides}, vars_line
 
 
-def _compile(text: str, file: str, undefined: type[jinja2.Undefined], deadline: float) -> jinja2.Template:
-    """The template compiled in a bounded sandbox; a syntax error is a StoryboardError with its line."""
+def _compile(sandbox: BoundedSandbox, text: str, file: str) -> jinja2.Template:
+    """The template compiled in the sandbox; a syntax error, or a template too large or too deeply nested to
+    compile, is a StoryboardError with its line."""
     try:
-        template = BoundedSandbox(undefined, deadline).from_string(text)
+        return compile_template(sandbox, text, file)
     except jinja2.TemplateSyntaxError as exc:
         raise StoryboardError.single(
             file,
@@ -182,17 +229,8 @@ def _compile(text: str, file: str, undefined: type[jinja2.Undefined], deadline: 
             f"template syntax error: {exc.message}",
             "check the {% %} and {{ }} tags",
         ) from None
-    except RecursionError:  # Jinja2 parses and compiles recursively
-        raise StoryboardError.single(
-            file,
-            None,
-            None,
-            "template",
-            "the template nests its tags or brackets too deeply to be read",
-            "nest fewer {% if %}/{% for %} blocks or brackets inside each other",
-        ) from None
-    template.filename = file  # so tracebacks (and _template_line) name this file
-    return template
+    except TemplateUnreadable as exc:
+        raise StoryboardError.single(file, exc.lineno, None, "template", str(exc.message), exc.fix) from None
 
 
 class _EchoUndefined(jinja2.Undefined):
@@ -282,14 +320,24 @@ def _render_error(exc: Exception, file: str) -> StoryboardError:
         )
     if isinstance(exc, jinja2.TemplateError):
         return StoryboardError.single(file, line, None, "template", f"template error: {exc}", "")
-    if isinstance(exc, (RecursionError, MemoryError)):
+    if isinstance(exc, RecursionError):
         return StoryboardError.single(
             file,
             line,
             None,
             "template",
-            f"template failed: {type(exc).__name__}",
+            "template failed: RecursionError",
             "a macro may be calling itself without end; simplify it",
+        )
+    if isinstance(exc, MemoryError):
+        return StoryboardError.single(
+            file,
+            line,
+            None,
+            "template",
+            f"template limit: the template needs more than the {MAX_TEMPLATE_MEMORY >> 20:,} MiB of memory a "
+            "template may use",
+            "build smaller strings and lists",
         )
     # a template's own arithmetic error, say
     return StoryboardError.single(

@@ -198,3 +198,22 @@ def test_a_template_that_is_a_folder_is_named_as_one(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(board, sort_keys=False))
     code, output = validate(path)
     assert code == 1 and "enhancer.system_template: 'prompts' is a folder, not a file" in output
+
+
+def test_an_enhancer_template_nested_past_what_python_compiles_is_refused_by_validate_and_enhance(
+    tmp_path: Path,
+) -> None:
+    # It parses, but Python compiles at most 20 nested loops: only compiling it finds that out.
+    loops = "".join(f"{{% for i{n} in [1] %}}\n" for n in range(21)) + "x\n" + "{% endfor %}\n" * 21
+    (tmp_path / "prompt.j2").write_text(loops)
+    path = tmp_path / "story.yaml"
+    board = {**small_board(), "enhancer": {"backend": "vllm", "system_template": "prompt.j2"}}
+    path.write_text(yaml.safe_dump(board, sort_keys=False))
+    code, output = validate(path)
+    assert code == 1
+    assert (
+        f"{where(path, 'prompt.j2')}: enhancer.system_template: 'prompt.j2' line 21: the template nests its tags "
+        "or brackets too deeply to be read; nest fewer {% if %}/{% for %} blocks or brackets inside each other"
+    ) in output
+    enhanced = runner.invoke(app, ["enhance", str(path)])
+    assert enhanced.exit_code == 1 and "'prompt.j2' line 21: the template nests" in enhanced.output
