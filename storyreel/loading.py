@@ -83,7 +83,8 @@ def decode_text(data: bytes, file: str) -> str:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"
     else:
-        encoding = "utf-8-sig"
+        # The mark is dropped first: decoded as utf-8-sig, an error's position would not count its three bytes.
+        encoding, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:

@@ -30,7 +30,7 @@ import gc
 import math
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,20 +184,26 @@ def resolve_plain(text: str, *, written_numbers: bool = False) -> Any:
     return WrittenFloat(text, value) if written_numbers else value
 
 
-def _field(path: Path_) -> str:
-    """Render a path the way a user reads it: ``scenes[0].shots[2].duration``."""
+def field_name(path: Path_) -> str:
+    """Render a path the way a user reads it: ``scenes[0].shots[2].duration``.
+
+    >>> field_name(("scenes", 0, "shots", 2, "duration"))
+    'scenes[0].shots[2].duration'
+    """
     out = ""
     for part in path:
         if isinstance(part, bool):  # a key YAML read as true/false
             out += ("." if out else "") + str(part).lower()
+        elif isinstance(
+            part, WrittenInt
+        ):  # a key YAML read as a number, shown as written (a list index is an int)
+            out += ("." if out else "") + str(part)
         elif isinstance(part, int):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
     return out
 
-
-field_name = _field
 
 _MERGE = object()  # the pending key is `<<`: the value's keys are merged in
 _SKIP = object()  # the pending key was refused: build the value, then drop it
@@ -206,7 +212,18 @@ _SKIP = object()  # the pending key was refused: build the value, then drop it
 class _Frame:
     """A mapping or sequence being built, and where its values go."""
 
-    __slots__ = ("anchor", "detached", "explicit", "key", "log", "path", "position", "size", "value")
+    __slots__ = (
+        "anchor",
+        "detached",
+        "explicit",
+        "key",
+        "log_start",
+        "path",
+        "position",
+        "retired",
+        "size",
+        "value",
+    )
 
     def __init__(self, value: Any, path: Path_, position: Position, detached: bool, anchor: str | None):
         self.value = value
@@ -217,14 +234,23 @@ class _Frame:
         self.size = 1
         self.key: Any = None  # mapping: the key whose value comes next (None: a key comes next)
         self.explicit: set[Any] = set()
-        self.log: list[tuple[Path_, Position, bool]] | None = None
+        self.log_start: int | None = None  # where its positions start in the builder's log (None: not logged)
+        self.retired = False  # logged once, but grew too large for its positions to be needed again
+
+
+_Entry = tuple[Path_, Position, bool]  # a position logged: the value's (or key's) path, where, whether a key
 
 
 @dataclass
 class _Anchor:
+    """What ``&name`` names: the value, how many values it holds, and its positions, entries ``start`` to ``end``
+    of the builder's log, at paths under ``base``."""
+
     value: Any
     size: int
-    log: list[tuple[Path_, Position, bool]]
+    start: int
+    end: int
+    base: Path_
 
 
 class _Refused(Exception):
@@ -242,7 +268,11 @@ class _Builder:
         self.problems: list[Problem] = []
         self.stack: list[_Frame] = []
         self.anchors: dict[str, _Anchor] = {}
-        self.loggers: list[_Frame] = []  # frames whose positions are also logged relative to them
+        # Positions inside anchored collections and inline merges are logged, once each, so that an alias or a
+        # merge can record them again under its own path. One log for all of them: a log per collection would
+        # hold each value once for every collection around it.
+        self.log: list[_Entry] = []
+        self.loggers: list[_Frame] = []  # the collections being logged, outermost first
         self.values = 0
         self.alias_values = 0
         self.root: Any = None
@@ -253,12 +283,21 @@ class _Builder:
     def record(self, path: Path_, position: Position, is_key: bool, detached: bool) -> None:
         if not detached:
             (self.source.keys if is_key else self.source.values)[path] = position
-        for frame in self.loggers:
-            assert frame.log is not None
-            frame.log.append((path[len(frame.path) :], position, is_key))
+        if self.loggers:
+            self.log.append((path, position, is_key))
+            # A collection logged past what aliases may copy can never be aliased or merged: stop logging it.
+            while self.loggers and len(self.log) - (self.loggers[0].log_start or 0) > MAX_ALIAS_VALUES:
+                self.loggers.pop(0).retired = True
 
-    def replay(self, log: list[tuple[Path_, Position, bool]], base: Path_, detached: bool) -> None:
-        for relative, position, is_key in log:
+    def entries(self, start: int, end: int, base: Path_) -> Iterator[_Entry]:
+        """Logged positions ``start`` to ``end``, their paths relative to ``base``."""
+        cut = len(base)
+        for index in range(start, end):  # the log may grow meanwhile: what is replayed is logged again
+            path, position, is_key = self.log[index]
+            yield path[cut:], position, is_key
+
+    def replay(self, entries: Iterable[_Entry], base: Path_, detached: bool) -> None:
+        for relative, position, is_key in entries:
             self.record(base + relative, position, is_key, detached)
 
     # --- where the next value goes -------------------------------------------------------------------------
@@ -281,13 +320,7 @@ class _Builder:
     def count(self, size: int, position: Position, through_alias: bool) -> None:
         self.values += size
         if through_alias:
-            self.alias_values += size
-            if self.alias_values > MAX_ALIAS_VALUES:
-                raise _Refused(
-                    position,
-                    f"aliases (*name) here expand the document past {MAX_ALIAS_VALUES:,} copied values",
-                    "write the values out, or reuse fewer anchors; a storyboard never needs this many copies",
-                )
+            self.copied(size, position)
         if self.values > MAX_VALUES:
             raise _Refused(
                 position,
@@ -297,6 +330,16 @@ class _Builder:
         if self.stack:
             self.stack[-1].size += size
 
+    def copied(self, size: int, position: Position, by: str = "aliases (*name)") -> None:
+        """``size`` more values copied in by aliases or merge keys."""
+        self.alias_values += size
+        if self.alias_values > MAX_ALIAS_VALUES:
+            raise _Refused(
+                position,
+                f"{by} here expand the document past {MAX_ALIAS_VALUES:,} copied values",
+                "write the values out, or reuse fewer anchors; a storyboard never needs this many copies",
+            )
+
     # --- events --------------------------------------------------------------------------------------------
 
     def scalar(self, event: ScalarEvent) -> None:
@@ -305,20 +348,23 @@ class _Builder:
         value = self.scalar_value(event, position)
         self.count(1, position, False)
         if is_key:
-            self.key(value, position, event.tag is None and event.implicit[0] and value == "<<")
+            self.key(value, position, event.tag is None and event.implicit[0] and value == "<<", event.value)
             return
         if self.stack and self.stack[-1].key is _MERGE:  # `<<: 5`: reported by merge()
             self.merge(self.stack[-1], [(value, [])], position)
             return
+        logged = len(self.log)
         self.record(path, position, False, detached)
         if self.refuse_yes_no and event.tag is None and event.implicit[0] and value in YES_NO_WORDS:
             self.problems.append(
-                Problem(self.source.file, position.line, position.column, _field(path),
+                Problem(self.source.file, position.line, position.column, field_name(path),
                         f"'{value}' could mean the word or a yes/no value",
                         f'write true or false for yes/no, or quote it ("{value}") for the word')
             )  # fmt: skip
         if event.anchor is not None:
-            self.anchors[event.anchor] = _Anchor(value, 1, [((), position, False)])
+            if len(self.log) == logged:  # not logged by record(): no collection around it is
+                self.log.append((path, position, False))
+            self.anchors[event.anchor] = _Anchor(value, 1, logged, logged + 1, path)
         self.add(value, position)
 
     def scalar_value(self, event: ScalarEvent, position: Position) -> Any:
@@ -327,7 +373,7 @@ class _Builder:
         if hidden is not None:
             path = self.slot()[0]
             self.problems.append(
-                Problem(self.source.file, position.line, position.column, _field(path),
+                Problem(self.source.file, position.line, position.column, field_name(path),
                         f"holds U+{ord(hidden.group()):04X} ({_character_name(hidden.group())}), a character that "
                         "changes how the text around it shows, so it would not read as it is written",
                         "remove it")
@@ -348,13 +394,15 @@ class _Builder:
             if resolves:
                 return float(value) if name == "float" else value
             self.problems.append(
-                Problem(self.source.file, position.line, position.column, "", f"{text!r} is not a !!{name}",
+                Problem(self.source.file, position.line, position.column, field_name(self.slot()[0]),
+                        f"{text!r} is not a !!{name}",
                         "remove the tag or fix the value")
             )  # fmt: skip
             return text
         raise _Refused(position, f"the tag {_tag(tag)} is not supported", "remove it; write the value itself")
 
-    def key(self, key: Any, position: Position, merge: bool) -> None:
+    def key(self, key: Any, position: Position, merge: bool, written: str | None = None) -> None:
+        """The key of the mapping being built; ``written``: a scalar key as the document writes it."""
         parent = self.stack[-1]
         if merge:
             parent.key = _MERGE
@@ -362,16 +410,17 @@ class _Builder:
         problem = None
         if isinstance(key, (list, dict)):
             problem = ("a key must be a plain word", "")
-        elif key in parent.explicit:
-            problem = (f"'{key}' is written twice in the same mapping", "keep one of them")
+        elif _key_identity(key) in parent.explicit:
+            shown = key if written is None else written
+            problem = (f"'{shown}' is written twice in the same mapping", "keep one of them")
         if problem is not None:
             where = parent.path if isinstance(key, (list, dict)) else parent.path + (key,)
             self.problems.append(
-                Problem(self.source.file, position.line, position.column, _field(where), *problem)
+                Problem(self.source.file, position.line, position.column, field_name(where), *problem)
             )
             parent.key = _SKIP
             return
-        parent.explicit.add(key)
+        parent.explicit.add(_key_identity(key))
         parent.key = key
         self.record(parent.path + (key,), position, True, parent.detached)
 
@@ -388,10 +437,11 @@ class _Builder:
             self.key(anchor.value, position, False)
             return
         parent = self.stack[-1] if self.stack else None
+        entries = self.entries(anchor.start, anchor.end, anchor.base)
         if parent is not None and parent.key is _MERGE:
-            self.merge(parent, [(anchor.value, anchor.log)], position)
+            self.merge(parent, [(anchor.value, list(entries))], position)
             return
-        self.replay(anchor.log, path, detached)
+        self.replay(entries, path, detached)
         self.add(anchor.value, position)
 
     def start(self, event: CollectionStartEvent) -> None:
@@ -415,18 +465,21 @@ class _Builder:
         frame = _Frame({} if expected == "map" else [], path, position, detached, event.anchor)
         parent = self.stack[-1] if self.stack else None
         merging = parent is not None and parent.key is _MERGE
-        self.record(path, position, False, detached)
         if event.anchor is not None or merging:
-            frame.log = [((), position, False)]
+            frame.log_start = len(self.log)
             self.loggers.append(frame)
+        self.record(path, position, False, detached)
         self.stack.append(frame)
 
     def end(self) -> None:
         frame = self.stack.pop()
-        if frame.log is not None:
-            self.loggers.remove(frame)
+        if self.loggers and self.loggers[-1] is frame:
+            self.loggers.pop()
+        start, end = frame.log_start or 0, len(self.log)
         if frame.anchor is not None:
-            self.anchors[frame.anchor] = _Anchor(frame.value, frame.size, frame.log or [])
+            # A retired collection holds more than any alias may copy: the first alias to it is refused.
+            size = max(frame.size, MAX_ALIAS_VALUES + 1) if frame.retired else frame.size
+            self.anchors[frame.anchor] = _Anchor(frame.value, size, start, end, frame.path)
         if self.stack:
             self.stack[-1].size += frame.size - 1  # count() already added the frame itself
         parent = self.stack[-1] if self.stack else None
@@ -434,23 +487,40 @@ class _Builder:
             self.key(frame.value, frame.position, False)  # a mapping or sequence used as a key
             return
         if parent is not None and parent.key is _MERGE:
+            if frame.retired:
+                raise _Refused(
+                    frame.position,
+                    f"`<<:` here merges more than {MAX_ALIAS_VALUES:,} values",
+                    "write the values out; a storyboard never needs to merge this many",
+                )
             items = frame.value if isinstance(frame.value, list) else [frame.value]
+            log = list(self.entries(start, end, frame.path))
             # Items of an inline `<<: [*a, *b]` list were logged relative to the list; their keys start after the index.
             if isinstance(frame.value, list):
-                logs = [_item_log(frame.log or [], i) for i in range(len(items))]
+                logs = [_item_log(log, i) for i in range(len(items))]
             else:
-                logs = [[(rel, pos, is_key) for rel, pos, is_key in (frame.log or []) if rel]]
-            self.merge(parent, list(zip(items, logs, strict=True)), frame.position)
+                logs = [[(rel, pos, is_key) for rel, pos, is_key in log if rel]]
+            self.merge(parent, list(zip(items, logs, strict=True)), frame.position, copies=True)
             return
         self.add(frame.value, frame.position)
 
-    def merge(self, parent: _Frame, sources: list[tuple[Any, list[Any]]], position: Position) -> None:
-        """``<<: *defaults``: keys the mapping does not set itself come from the merged mappings, first wins."""
+    def merge(
+        self,
+        parent: _Frame,
+        sources: list[tuple[Any, list[_Entry]]],
+        position: Position,
+        copies: bool = False,
+    ) -> None:
+        """``<<: *defaults``: keys the mapping does not set itself come from the merged mappings, first wins.
+
+        ``copies``: the positions recorded again count as values copied in (an alias counted its own already),
+        so that merges nested in merges cannot double what they record at each level.
+        """
         parent.key = None
         for value, log in sources:
             if not isinstance(value, dict):
                 self.problems.append(
-                    Problem(self.source.file, position.line, position.column, _field(parent.path),
+                    Problem(self.source.file, position.line, position.column, field_name(parent.path),
                             "`<<:` merges a mapping into this one", "write `<<: *name` with &name on a mapping")
                 )  # fmt: skip
                 continue
@@ -458,7 +528,10 @@ class _Builder:
             for k in taken:
                 parent.value[k] = value[k]
             taken_set = set(taken)
-            self.replay([e for e in log if e[0] and e[0][0] in taken_set], parent.path, parent.detached)
+            merged = [e for e in log if e[0] and e[0][0] in taken_set]
+            if copies:
+                self.copied(len(merged), position, "merge keys (<<:)")
+            self.replay(merged, parent.path, parent.detached)
 
     def add(self, value: Any, position: Position) -> None:
         if not self.stack:
@@ -473,7 +546,23 @@ class _Builder:
             parent.key = None
 
 
-def _item_log(log: list[tuple[Path_, Position, bool]], index: int) -> list[tuple[Path_, Position, bool]]:
+def _key_identity(key: Any) -> tuple[str, Any]:
+    """A key as YAML tells keys apart, by type and value: ``1``, ``1.0`` and ``true`` are three keys (Python's
+    equality makes them one), ``1`` and ``01`` are one.
+
+    >>> len({_key_identity(k) for k in (1, 1.0, True, "1")}), _key_identity(WrittenInt("01")) == _key_identity(1)
+    (4, True)
+    """
+    if isinstance(key, bool):
+        return "bool", key
+    if isinstance(key, int):
+        return "int", int(key)
+    if isinstance(key, float):
+        return "float", float(key)
+    return type(key).__name__, key
+
+
+def _item_log(log: list[_Entry], index: int) -> list[_Entry]:
     return [(rel[1:], pos, is_key) for rel, pos, is_key in log if rel[:1] == (index,) and len(rel) > 1]
 
 
@@ -510,7 +599,18 @@ def load_yaml(
     source = SourceMap(file)
     check_document_size(text, file)
     builder = _Builder(source, written_numbers, refuse_yes_no)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except UnicodeEncodeError as exc:  # libyaml reads UTF-8: a lone surrogate is bytes that were not text
+        line, column = _line_and_column(text, exc.start)
+        raise StoryboardError.single(
+            file,
+            line,
+            column,
+            "",
+            f"the text holds U+{ord(text[exc.start]):04X}, which is not a character (bytes that are not UTF-8)",
+            "write it as UTF-8 text",
+        ) from None
     try:
         while True:
             event = loader.get_event()
@@ -554,7 +654,7 @@ def load_yaml(
             "check the indentation and quoting here (a value with ': ' or '#' needs quotes)",
         ) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere in a document
-        line, column = _line_and_column(text, exc.position)
+        line, column = _line_and_column(text, _reader_index(text, exc.position))
         character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         raise StoryboardError.single(
             file,
@@ -594,6 +694,18 @@ def read_yaml_value(text: str, file: str) -> Any:
     ['amber', 3, 'no']
     """
     return load_yaml(text, file, written_numbers=False, refuse_yes_no=True)[0]
+
+
+def _reader_index(text: str, position: int) -> int:
+    """The index in ``text`` of the character at the reader's ``position``: libyaml reads the text as UTF-8 and
+    counts bytes, PyYAML's own reader counts characters.
+
+    >>> _reader_index("é\x07", 2) if _Loader is not yaml.SafeLoader else 1
+    1
+    """
+    if _Loader is yaml.SafeLoader:
+        return position
+    return len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
 
 
 def _line_and_column(text: str, index: int) -> tuple[int, int]:

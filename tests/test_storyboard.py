@@ -715,6 +715,86 @@ def test_merge_keys_keep_the_positions_of_what_they_merge(write_story):
     ]
 
 
+def test_positions_inside_nested_anchors_are_replayed_by_an_alias(write_story):
+    # Each position is logged once, however many anchored collections are around it.
+    path = write_story(
+        "storyreel: 1\nscenes:\n  - &outer\n    id: a\n    shots:\n"
+        "      - &inner {id: x, prompt: p, duration: 4s, camera: {shot: closup}}\n"
+        "  - <<: *outer\n    id: b\n    shots: [{<<: *inner, id: y}]\n"
+    )
+    found = problems_of(path)
+    assert [p.split(": ")[:2] for p in found] == [
+        [where(path, "closup"), "scenes[0].shots[0].camera.shot"],
+        [where(path, "closup"), "scenes[1].shots[0].camera.shot"],
+    ]
+
+
+def test_an_anchored_collection_too_large_to_copy_is_refused_at_its_alias(write_story):
+    # Nested anchors around a long list: the list is logged once and only while it could still be copied.
+    nested = "".join(f"&a{n} {{k: " for n in range(60)) + "[" + "1, " * 100_001 + "1]" + "}" * 60
+    path = write_story(
+        f"storyreel: 1\nx: {nested}\ny: *a59\n" + ONE_SHOT[13:] + "      - {id: x, prompt: p, duration: 1}\n"
+    )
+    assert only_problem(path) == (
+        f"{path}:3:4: aliases (*name) here expand the document past 100,000 copied values; write the values out, "
+        "or reuse fewer anchors; a storyboard never needs this many copies"
+    )
+
+
+def test_merge_keys_nested_in_merge_keys_are_bounded_like_aliases(write_story):
+    # Each level records what it merges again: twenty levels of a thousand values were a billion positions.
+    nested = "{<<: " * 22 + "{k: [" + "1, " * 1000 + "1]}" + "}" * 22
+    path = write_story(f"storyreel: 1\nx: {nested}\n")
+    assert "merge keys (<<:) here expand the document past 100,000 copied values" in only_problem(path)
+
+
+def test_a_character_yaml_refuses_is_placed_after_text_that_is_not_ascii(write_story):
+    # libyaml counts bytes of UTF-8, a line counts characters: "é" is two of one and one of the other.
+    path = write_story('storyreel: 1\ntitle: "ééééé\x07"\n')
+    assert only_problem(path) == (
+        f"{path}:2:14: the file holds the character U+0007 (a control character), which YAML does not allow; "
+        "remove it; a storyboard is plain text"
+    )
+
+
+def test_a_byte_order_mark_does_not_move_where_a_bad_byte_is(tmp_path):
+    path = tmp_path / "story.yaml"
+    path.write_bytes(b"\xef\xbb\xbfstoryreel: 1\ntitle: caf\xe9\n")  # a UTF-8 mark, then Latin-1
+    assert only_problem(path) == (
+        f"{path}:2:11: the file is not UTF-8 text: byte 0xe9 here is not a character (is it a binary file, or "
+        "saved as Latin-1?); save the storyboard as UTF-8 text"
+    )
+
+
+def test_a_tagged_value_that_is_not_of_its_tag_names_its_field(write_story):
+    path = write_story(
+        "storyreel: 1\ntitle: !!bool yes\n" + ONE_SHOT[13:] + "      - {id: x, prompt: p, duration: 1}\n"
+    )
+    assert only_problem(path) == f"{path}:2:8: title: 'yes' is not a !!bool; remove the tag or fix the value"
+
+
+@pytest.mark.parametrize(
+    ("keys", "twice"),
+    [("1: a\n1.0: b\n", None), ("1: a\ntrue: b\n", None), ("1: a\n01: b\n", "01"), ("k: a\n'k': b\n", "k")],
+)
+def test_keys_are_told_apart_by_type_and_value_and_shown_as_written(write_story, keys, twice):
+    path = write_story("storyreel: 1\n" + keys + ONE_SHOT[13:] + "      - {id: x, prompt: p, duration: 1}\n")
+    found = [p for p in problems_of(path) if "written twice" in p]
+    if twice is None:
+        assert found == []
+    else:
+        assert found == [
+            f"{path}:3:1: {twice}: '{twice}' is written twice in the same mapping; keep one of them"
+        ]
+
+
+def test_a_variable_of_bytes_that_are_not_utf8_is_an_error_not_a_crash():
+    from storyreel.templating import parse_var
+
+    with pytest.raises(StoryboardError, match=r"U\+DCFF, which is not a character"):
+        parse_var("hero=\udcff")  # how Python hands over a command-line byte that is not UTF-8
+
+
 # --- prompts hold {{ character }} references only ---------------------------------------------------------------
 
 
