@@ -20,6 +20,8 @@ AssetTrouble(message="file 'missing.j2' not found (looked for missing.j2)", fix=
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -41,6 +43,39 @@ class AssetTrouble:
 
     message: str
     fix: str
+
+
+def unreachable(value: str, base_dir: Path) -> AssetTrouble | None:
+    """Why ``value``, a path as a storyboard writes it, cannot name anything on this machine: ``~user`` for a
+    user that is not here, or a name the file system refuses (longer than it takes). None when it can, whether
+    or not something is there.
+
+    >>> unreachable("~nosuchuser/a.png", Path(".")).message
+    "'~nosuchuser/a.png' starts with ~nosuchuser, but there is no user 'nosuchuser' on this machine"
+    """
+    if value.startswith("~") and os.path.expanduser(value) == value:
+        user = re.split(r"[/\\]", value[1:], maxsplit=1)[0]
+        who = f"user '{user}'" if user else "home folder for this user"
+        return AssetTrouble(
+            f"'{_short(value)}' starts with ~{user}, but there is no {who} on this machine",
+            "write the path in full, or relative to the storyboard's folder",
+        )
+    path = Path(os.path.expanduser(value))
+    try:
+        (path if path.is_absolute() else base_dir / path).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return AssetTrouble(
+                f"'{_short(value)}' is a path this machine cannot use: {error.strerror}",
+                "give a shorter path",
+            )
+    return None
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 80 else f"{value[:60]}... ({len(value):,} characters)"
 
 
 def check_asset(kind: AssetKind, path: Path, shown: str) -> AssetTrouble | None:

@@ -60,7 +60,7 @@ def default_cache_dir() -> Path:
     """``$STORYREEL_CACHE``, else the platform's per-user cache folder."""
     configured = os.environ.get("STORYREEL_CACHE")
     if configured:
-        return Path(configured).expanduser()
+        return Path(os.path.expanduser(configured))  # ~user of no user here stays as written
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "storyreel"
     if sys.platform == "win32":

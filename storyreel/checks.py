@@ -38,6 +38,7 @@ def storyboard_problems(board: Storyboard, *, allow_outside: bool = False) -> li
     problems += _reference_problems(board)
     problems += _prompt_problems(board)
     problems += _asset_problems(board, allow_outside)
+    problems += _model_problems(board)
     if board.vars is not None and not board._rendered:
         problems.append(
             board.problem(
@@ -213,7 +214,7 @@ def _prompt_problems(board: Storyboard) -> list[Problem]:
 
 
 def _asset_problems(board: Storyboard, allow_outside: bool) -> list[Problem]:
-    from .assets import AssetKind, check_asset
+    from .assets import AssetKind, check_asset, unreachable
 
     problems: list[Problem] = []
     assets: list[tuple[Path_, str, AssetKind]] = []
@@ -230,6 +231,9 @@ def _asset_problems(board: Storyboard, allow_outside: bool) -> list[Problem]:
             assets.append((("enhancer", template), getattr(board.enhancer, template), "template"))
     base = board.base_dir.resolve()
     for path, value, kind in assets:
+        if trouble := unreachable(value, base):
+            problems.append(board.problem(path, trouble.message, trouble.fix))
+            continue
         resolved = board.resolve_asset(value)
         if not allow_outside and not resolved.is_relative_to(base):
             problems.append(
@@ -241,6 +245,24 @@ def _asset_problems(board: Storyboard, allow_outside: bool) -> list[Problem]:
             )
         elif trouble := check_asset(kind, resolved, value):  # opened as the render will, in bounded time
             problems.append(board.problem(path, trouble.message, trouble.fix))
+    return problems
+
+
+def _model_problems(board: Storyboard) -> list[Problem]:
+    """A ``generation.model`` that cannot name a folder on this machine at all (one that is merely not here yet
+    is the plan's note, not a problem: validating does not need the model)."""
+    from .assets import unreachable
+
+    layers: list[tuple[Generation | None, Path_]] = [(board.generation, ("generation",))]
+    layers += [(scene.generation, ("scenes", si, "generation")) for si, scene in enumerate(board.scenes)]
+    layers += [
+        (shot.generation, ("scenes", si, "shots", hi, "generation")) for si, hi, _, shot in board.iter_shots()
+    ]
+    problems: list[Problem] = []
+    base = board.base_dir
+    for layer, path in layers:
+        if layer is not None and layer.model and (trouble := unreachable(layer.model, base)):
+            problems.append(board.problem((*path, "model"), trouble.message, trouble.fix))
     return problems
 
 

@@ -17,6 +17,8 @@ assets) is :meth:`Storyboard.problems` (:mod:`storyreel.checks`). Loading files 
 
 from __future__ import annotations
 
+import os
+import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -446,7 +448,7 @@ class Storyboard(_Model):
 
     def resolve_asset(self, value: str) -> Path:
         """An asset path as written in the storyboard, resolved against :attr:`base_dir`."""
-        path = Path(value).expanduser()
+        path = Path(os.path.expanduser(value))  # ~user of no user here stays as written (checks say so)
         return (path if path.is_absolute() else self.base_dir / path).resolve()
 
     # --- checks that need the whole film ----------------------------------------------------------------------
@@ -460,36 +462,36 @@ class Storyboard(_Model):
         return storyboard_problems(self, allow_outside=allow_outside)
 
 
-# The model each key of the format holds (a scene's or a shot's list holds one per item).
-_MODEL_UNDER: dict[str, type[BaseModel]] = {
-    "": Storyboard,
-    "scenes": Scene,
-    "shots": Shot,
-    "generation": Generation,
-    "camera": Camera,
-    "enhancer": EnhancerSettings,
-    "audio": Audio,
-    "characters": Character,
-}
-
-
 def model_at(path: Path_) -> type[BaseModel] | None:
-    """The model that the mapping at ``path`` is validated as (None: not a mapping of the format's keys).
+    """The model that the mapping at ``path`` is validated as (None: not a mapping of the format's keys), found by
+    walking down from :class:`Storyboard` through each field's type, so that a character named ``camera`` is a
+    Character.
 
-    >>> model_at(("scenes", 0, "shots", 2)).__name__, model_at(("characters",))
-    ('Shot', None)
+    >>> model_at(("scenes", 0, "shots", 2)).__name__, model_at(("characters", "camera")).__name__
+    ('Shot', 'Character')
+    >>> model_at(("characters",)) is None
+    True
     """
-    names = [part for part in path if isinstance(part, str)]
-    if not names:
-        return Storyboard
-    last = names[-1]
-    if last in _MODEL_UNDER:
-        if last == "characters" and isinstance(path[-1], str) and path[-1] == "characters":
-            return None  # the characters mapping itself is keyed by names
-        return _MODEL_UNDER[last]
-    if len(names) >= 2 and names[-2] == "characters":
-        return Character
-    return None
+    node: Any = Storyboard
+    for part in path:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part) if isinstance(part, str) else None
+            node = _unwrap(field.annotation) if field is not None else None
+        elif typing.get_origin(node) is list and isinstance(part, int):
+            node = _unwrap(typing.get_args(node)[0])
+        elif typing.get_origin(node) is dict:
+            node = _unwrap(typing.get_args(node)[1])
+        else:
+            return None
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` as ``X``: the type a present value has."""
+    kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(kinds) == 1:
+        return kinds[0]
+    return annotation
 
 
 def storyboard_schema() -> dict[str, Any]:

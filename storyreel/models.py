@@ -44,9 +44,9 @@ def hub_cache_dir() -> Path:
     """The local Hugging Face hub cache, where ``hf download`` puts models (same variables as huggingface_hub)."""
     configured = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
     if configured:
-        return Path(configured).expanduser()
+        return Path(os.path.expanduser(configured))
     home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
-    return Path(home).expanduser() / "hub"
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,10 @@ class ModelRef:
 
 def resolve_model(name: str, base_dir: Path | None = None) -> ModelRef:
     """Find ``name`` (a folder or a hub id) on this machine, by the rules in this module's docstring."""
-    given = Path(name).expanduser()
+    given = Path(os.path.expanduser(name))  # ~user of no user here stays as written
     candidates = (given,) if given.is_absolute() or base_dir is None else (base_dir / given, given)
     for candidate in candidates:
-        if candidate.is_dir():
+        if _is_folder(candidate):
             return ModelRef(name, candidate, looked_in=candidates)
     if not HUB_ID.fullmatch(name):
         return ModelRef(name, None, looked_in=candidates)
@@ -138,6 +138,14 @@ def resolve_model(name: str, base_dir: Path | None = None) -> ModelRef:
     snapshot = repo / "snapshots" / revision if revision else None
     folder = snapshot if snapshot is not None and snapshot.is_dir() else None
     return ModelRef(name, folder, hub_id=name, revision=revision, looked_in=candidates)
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        # a name longer than the file system takes, say: no folder (the storyboard's checks say why)
+        return False
 
 
 def _read_json(path: Path) -> object:

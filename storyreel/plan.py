@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from .assets import unreachable
 from .errors import Problem, StoryboardError
 from .frames import (
     Mode,
@@ -198,6 +199,8 @@ def _plan(
         problems.append(
             Problem("--seed", None, None, "", f"{seed} is not a seed", f"use a number from 0 to {MAX_SEED}")
         )
+    if model is not None and (trouble := unreachable(model, board.base_dir)):
+        problems.append(Problem("--model", None, None, "", trouble.message, trouble.fix))
     ids = [shot.id for _, _, _, shot in board.iter_shots()]
     if len(set(ids)) != len(ids):
         return None, _unique(problems)  # the shot graph needs unique ids; the duplicates are reported

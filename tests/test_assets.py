@@ -217,3 +217,54 @@ def test_an_enhancer_template_nested_past_what_python_compiles_is_refused_by_val
     ) in output
     enhanced = runner.invoke(app, ["enhance", str(path)])
     assert enhanced.exit_code == 1 and "'prompt.j2' line 21: the template nests" in enhanced.output
+
+
+# --- paths that cannot name anything here -----------------------------------------------------------------------
+
+NO_USER_FIX = "write the path in full, or relative to the storyboard's folder"
+
+
+@pytest.mark.parametrize(
+    ("setting", "field", "value"),
+    [
+        ({"image": "~nosuchuser/a.png"}, "scenes[0].shots[0].image", "~nosuchuser/a.png"),
+        ({"generation": {"model": "~nosuch/x"}}, "scenes[0].shots[0].generation.model", "~nosuch/x"),
+    ],
+)
+def test_a_home_folder_of_no_user_here_is_a_problem_at_its_field(
+    tmp_path: Path, setting: dict, field: str, value: str
+) -> None:
+    board = small_board()
+    board["scenes"][0]["shots"][0].update(setting)
+    path = tmp_path / "story.yaml"
+    path.write_text(yaml.safe_dump(board, sort_keys=False))
+    user = value[1:].split("/")[0]
+    for extra in ([], ["--allow-outside"]):
+        result = runner.invoke(app, ["validate", str(path), *extra])
+        assert result.exit_code == 1, result.output
+        assert (
+            f"{where(path, value)}: {field}: '{value}' starts with ~{user}, but there is no user '{user}' on this "
+            f"machine; {NO_USER_FIX}"
+        ) in " ".join(result.output.split())
+
+
+def test_a_model_path_longer_than_the_file_system_takes_is_a_problem_at_its_field(tmp_path: Path) -> None:
+    board = {**small_board(), "generation": {"model": "a/" * 3000}}
+    path = tmp_path / "story.yaml"
+    path.write_text(yaml.safe_dump(board, sort_keys=False, width=10**6))
+    code, output = validate(path)
+    assert code == 1
+    assert (
+        f"{where(path, 'a/a/')}: generation.model: '{'a/' * 30}... (6,000 characters)' is a path this machine "
+        "cannot use: File name too long; give a shorter path"
+    ) in output
+
+
+def test_a_model_given_on_the_command_line_is_checked_the_same_way(tmp_path: Path) -> None:
+    path = tmp_path / "story.yaml"
+    path.write_text(yaml.safe_dump(small_board(), sort_keys=False))
+    result = runner.invoke(app, ["plan", str(path), "--model", "~nosuch/x"])
+    assert result.exit_code == 1
+    assert (
+        f"--model: '~nosuch/x' starts with ~nosuch, but there is no user 'nosuch' on this machine; {NO_USER_FIX}"
+    ) in " ".join(result.output.split())
