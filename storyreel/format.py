@@ -18,7 +18,7 @@ assets) is :meth:`Storyboard.problems` (:mod:`storyreel.checks`). Loading files 
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -37,7 +38,9 @@ from .camera import ANGLES, MOVES, SHOT_TYPES, Angle, ShotType, parse_move
 from .checks import storyboard_problems
 from .errors import Problem, StoryboardError
 from .fields import (
+    ATTENTION_KERNELS,
     CHARACTER_NAME,
+    COMPILE_CHOICES,
     IDENTIFIER,
     MAX_AR_STEP,
     MAX_BASE_NUM_FRAMES,
@@ -45,6 +48,7 @@ from .fields import (
     MAX_ID_LENGTH,
     MAX_PROMPT_CHARS,
     MAX_SHOT_FRAMES,
+    PRECISIONS,
     FadeDuration,
     ShotDuration,
     Transition,
@@ -53,6 +57,9 @@ from .fields import (
     field_error,
     four_k_plus_one,
     not_blank,
+    parse_attention,
+    parse_compile,
+    parse_precision,
     parse_resolution,
     shot_type,
 )
@@ -128,6 +135,10 @@ class Camera(_Model):
         return value
 
 
+def _unless_none(parse: Callable[[Any], str]) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else parse(value)
+
+
 class Generation(_Model):
     """Diffusion-forcing settings. Every key is optional: a shot inherits what it does not set from its scene,
     the scene from the film, the film from storyreel's defaults (SkyReels-V2's recommended values)."""
@@ -174,6 +185,24 @@ class Generation(_Model):
         None, ge=1, le=MAX_CAUSAL_BLOCK_SIZE, description="latent frames per causal block (5 with ar_step 5)"
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="film seed; shots derive their own")
+    # How the transformer runs: film-wide (a render loads the model once), and not part of any shot's settings.
+    attention: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_attention)),
+        WithJsonSchema({"enum": list(ATTENTION_KERNELS)}),
+    ] = Field(None, description="attention kernel: auto (default) picks the fastest exact one installed")
+    compile: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_compile)),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": list(COMPILE_CHOICES)}]}),
+    ] = Field(
+        None, description="compile the transformer's blocks: auto (default, on for CUDA), true or false"
+    )
+    precision: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_precision)),
+        WithJsonSchema({"enum": list(PRECISIONS)}),
+    ] = Field(None, description="the transformer's precision: bf16 (default) or fp8 (faster, lossy)")
 
 
 GENERATION_DEFAULTS: dict[str, Any] = {
@@ -190,6 +219,8 @@ GENERATION_DEFAULTS: dict[str, Any] = {
     "causal_block_size": 1,
     "seed": 42,
 }
+# The film-wide settings of how the transformer runs, by default.
+TRANSFORMER_DEFAULTS: dict[str, str] = {"attention": "auto", "compile": "auto", "precision": "bf16"}
 
 
 class Character(_Model):

@@ -6,6 +6,9 @@ place on the film's timeline and an estimate of the cost. The arithmetic (frame 
 prefixes, timestep rows, FLOPs) is :mod:`storyreel.frames`; this module applies it to a film: what
 to report, what to note, and the :class:`FilmPlan` the later stages get. Shots are drafted in render
 order, a continuing shot after its parent, and become :class:`ShotPlan`s once the film is known good.
+
+How the transformer runs (attention kernel, compilation, precision) is decided once for the film
+(:class:`TransformerSettings`): it reaches the generator through its options, never a shot's settings.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_core import PydanticCustomError
 
 from .errors import Problem, StoryboardError
+from .fields import parse_attention, parse_compile, parse_precision
 from .frames import (
     Mode,
     Window,
@@ -42,6 +47,7 @@ from .storyboard import (
     MAX_BASE_NUM_FRAMES,
     MAX_CAUSAL_BLOCK_SIZE,
     MAX_SHOT_FRAMES,
+    TRANSFORMER_DEFAULTS,
     Camera,
     Shot,
     Storyboard,
@@ -123,6 +129,18 @@ class Estimate(_Frozen):
     architecture: str | None
 
 
+class TransformerSettings(_Frozen):
+    """How the transformer runs, for the whole film: the storyboard's ``generation:`` keys of these names, or
+    the command line's flags. They are not in any shot's settings: a render decides them once, when it loads
+    the model, and hands them to the generator in its options (whose identity puts them in every cache key)."""
+
+    attention: str = Field(
+        TRANSFORMER_DEFAULTS["attention"], description="auto | flash3 | sage | flash | cudnn | sdpa"
+    )
+    compile: str = Field(TRANSFORMER_DEFAULTS["compile"], description="auto (on for CUDA) | true | false")
+    precision: str = Field(TRANSFORMER_DEFAULTS["precision"], description="bf16 | fp8 (lossy)")
+
+
 class FilmPlan(_Frozen):
     title: str
     width: int
@@ -135,6 +153,9 @@ class FilmPlan(_Frozen):
     chains: list[list[str]]
     shots: list[ShotPlan]
     estimate: Estimate
+    transformer: TransformerSettings = Field(
+        default_factory=TransformerSettings, description="how the transformer runs (a model's renders only)"
+    )
     notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
 
     _by_id: dict[str, ShotPlan] | None = PrivateAttr(None)
@@ -165,32 +186,58 @@ def derive_seed(film_seed: int, shot_id: str) -> int:
 
 @collector_paused()
 def plan_film(
-    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None = None,
+    model: str | None = None,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
+    allow_outside: bool = False,
 ) -> FilmPlan:
     """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
 
     ``seed`` replaces the film seed and every scene's seed (``--seed``); a seed written on a shot itself is
-    kept. ``model`` replaces every shot's model (``--model``). Raises StoryboardError listing every problem.
+    kept. ``model`` replaces every shot's model (``--model``). ``attention``, ``compile`` and ``precision``
+    replace the storyboard's (``--attention``, ``--compile/--no-compile``, ``--precision``); None keeps it.
+    Raises StoryboardError listing every problem.
 
     >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
     >>> plan.shot("glide").windows  # doctest: +SKIP
     [Window(latent_frames=25, prefix_latent_frames=0, denoise_steps=30)]
     """
-    plan, problems = _plan(board, seed=seed, model=model, allow_outside=allow_outside)
+    given = {"attention": attention, "compile": compile, "precision": precision}
+    plan, problems = _plan(board, seed=seed, model=model, transformer=given, allow_outside=allow_outside)
     StoryboardError.raise_if_any(problems)
     assert plan is not None
     return plan
 
 
 def film_problems(
-    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None = None,
+    model: str | None = None,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
+    allow_outside: bool = False,
 ) -> list[Problem]:
     """Every problem :func:`plan_film` would raise, as a list (empty when the film can be planned)."""
-    return _plan(board, seed=seed, model=model, allow_outside=allow_outside, check_only=True)[1]
+    given = {"attention": attention, "compile": compile, "precision": precision}
+    return _plan(
+        board, seed=seed, model=model, transformer=given, allow_outside=allow_outside, check_only=True
+    )[1]
 
 
 def _plan(
-    board: Storyboard, *, seed: int | None, model: str | None, allow_outside: bool, check_only: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None,
+    model: str | None,
+    transformer: dict[str, Any],
+    allow_outside: bool,
+    check_only: bool = False,
 ) -> tuple[FilmPlan | None, list[Problem]]:
     """1. the storyboard's own checks, 2. the shot graph, 3. a draft of every shot, 4. the film's plan."""
     problems = board.problems(allow_outside=allow_outside)
@@ -198,6 +245,7 @@ def _plan(
         problems.append(
             Problem("--seed", None, None, "", f"{seed} is not a seed", f"use a number from 0 to {MAX_SEED}")
         )
+    running = _transformer_settings(board, transformer, problems)
     ids = [shot.id for _, _, _, shot in board.iter_shots()]
     if len(set(ids)) != len(ids):
         return None, _unique(problems)  # the shot graph needs unique ids; the duplicates are reported
@@ -210,7 +258,33 @@ def _plan(
         planning.draft(graph.nodes[shot_id])
     if planning.problems or check_only:
         return None, _unique(planning.problems)
-    return _film_plan(planning, graph), []
+    return _film_plan(planning, graph, running), []
+
+
+# What reads each transformer setting given in code or on the command line, and the flag that gives it.
+_TRANSFORMER_READERS = {"attention": parse_attention, "compile": parse_compile, "precision": parse_precision}
+_TRANSFORMER_FLAGS = {"attention": "--attention", "compile": "--compile", "precision": "--precision"}
+
+
+def _transformer_settings(
+    board: Storyboard, given: dict[str, Any], problems: list[Problem]
+) -> TransformerSettings:
+    """The film's transformer settings: what was given (the command line, or render()'s arguments), else the
+    storyboard's, else the defaults. A given value that is not one of the choices is a problem."""
+    values = dict(TRANSFORMER_DEFAULTS)
+    for key, read in _TRANSFORMER_READERS.items():
+        written = getattr(board.generation, key)
+        if written is not None:
+            values[key] = written
+        if given.get(key) is None:
+            continue
+        try:
+            values[key] = read(given[key])
+        except PydanticCustomError as exc:
+            context = exc.context or {}
+            flag = _TRANSFORMER_FLAGS[key]
+            problems.append(Problem(flag, None, None, "", context.get("message", ""), context.get("fix", "")))
+    return TransformerSettings(**values)
 
 
 class _Notes:
@@ -388,13 +462,15 @@ class _Planning:
         return False
 
 
-def _film_plan(planning: _Planning, graph: ShotGraph) -> FilmPlan:
+def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSettings) -> FilmPlan:
     """The plan of a film whose every shot drafted without a problem."""
     board, fps = planning.board, planning.fps
     plans = [_shot_plan(board, planning.drafts[s], fps) for s in graph.timeline]
     timeline_plans = _place_on_timeline(plans, planning.notes)
     film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
     estimate, model_notes = _estimate(board, timeline_plans)
+    if any(plan.settings.model for plan in timeline_plans):  # an animatic has no transformer to run
+        model_notes += _transformer_notes(transformer)
     return FilmPlan(
         title=board.title,
         width=planning.width,
@@ -407,8 +483,26 @@ def _film_plan(planning: _Planning, graph: ShotGraph) -> FilmPlan:
         chains=graph.chains,
         shots=timeline_plans,
         estimate=estimate,
+        transformer=transformer,
         notes=planning.notes.lines() + model_notes,
     )
+
+
+def _transformer_notes(transformer: TransformerSettings) -> list[str]:
+    """What a user should know about a lossy choice: its frames are not the ones bf16 and exact attention give."""
+    notes = []
+    if transformer.precision == "fp8":
+        notes.append(
+            "precision fp8: the transformer's weights and matrix products are 8-bit floats, faster and "
+            "smaller than bf16 but lossy: the frames differ from a bf16 render's (set precision: bf16 for "
+            "the reference quality)"
+        )
+    if transformer.attention == "sage":
+        notes.append(
+            "attention sage: SageAttention computes attention in 8 bits, which is lossy: the frames differ "
+            "from an exact kernel's (auto picks only exact kernels)"
+        )
+    return notes
 
 
 def _shot_plan(board: Storyboard, draft: _Draft, fps: int) -> ShotPlan:
