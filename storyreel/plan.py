@@ -60,6 +60,14 @@ DEFAULT_TRANSITION_SECONDS = 0.5
 H100_BF16_PEAK_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
 
+# Defaults that follow the SkyReels-V2 reference where it differs by film size or model (docs/skyreels.md):
+# its 720P models see windows of 121 frames, which a film of 720P's pixel count or more gets by default...
+WINDOW_720P = 121
+PIXELS_720P = 1280 * 720
+# ...and its plain image-to-video models are run with less guidance and a lower shift than diffusion forcing.
+PLAIN_IMAGE_TO_VIDEO = "SkyReelsV2ImageToVideoPipeline"
+PLAIN_IMAGE_TO_VIDEO_DEFAULTS: dict[str, float] = {"guidance_scale": 5.0, "shift": 3.0}
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -335,7 +343,9 @@ class _Planning:
     model: str | None  # --model
     problems: list[Problem]
     notes: _Notes = field(default_factory=_Notes)
+    film_notes: list[str] = field(default_factory=list)  # about the whole film, shown before the shots'
     drafts: dict[str, _Draft] = field(default_factory=dict)
+    pipelines: dict[str, str | None] = field(default_factory=dict)  # model setting -> its pipeline class
     width: int = field(init=False)
     height: int = field(init=False)
     fps: int = field(init=False)
@@ -375,6 +385,8 @@ class _Planning:
             values["seed"] = derive_seed(self.seed if self.seed is not None else values["seed"], shot.id)
         if self.model is not None:
             values["model"] = self.model
+        for key, value in self._reference_defaults(shot, values["model"], where).items():
+            values[key] = value
         if mode == "image" and (values["ar_step"] or values["causal_block_size"] != 1):
             self.notes.add(
                 shot.id,
@@ -387,6 +399,44 @@ class _Planning:
             width=self.width, height=self.height, negative_prompt=negative_prompt, **values
         )
         return settings, where
+
+    def _reference_defaults(
+        self, shot: Shot, model: str | None, where: dict[str, Path_ | None]
+    ) -> dict[str, Any]:
+        """The settings the storyboard leaves to storyreel where SkyReels-V2's reference uses another value
+        for this film's size or this model (a value the storyboard writes always wins), each said in a note.
+
+        A 720P-sized film (or larger) sees 121-frame windows; a plain image-to-video model folder is run with
+        guidance 5.0 and shift 3.0. A model not on this machine is not known to be plain image-to-video, so
+        it keeps the diffusion-forcing values.
+        """
+        chosen: dict[str, Any] = {}
+        if where["base_num_frames"] is None and self.width * self.height >= PIXELS_720P:
+            chosen["base_num_frames"] = WINDOW_720P
+            self._film_note(
+                f"base_num_frames is {WINDOW_720P} by default at {self.width}x{self.height}, the window SkyReels-V2's "
+                f"720P models see (films of fewer pixels than 1280x720 get {GENERATION_DEFAULTS['base_num_frames']}); "
+                "set base_num_frames to choose another"
+            )
+        if model is not None and self._pipeline_class(model) == PLAIN_IMAGE_TO_VIDEO:
+            chosen.update({k: v for k, v in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.items() if where[k] is None})
+            self._film_note(
+                f"model '{model}' is a plain image-to-video model: guidance_scale and shift default to "
+                + " and ".join(f"{value}" for value in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.values())
+                + ", SkyReels-V2's values for such a model (6.0 and 8.0 are for diffusion forcing); "
+                "a value the storyboard sets is used instead"
+            )
+        return chosen
+
+    def _pipeline_class(self, model: str) -> str | None:
+        """The pipeline class a model setting's folder records (None when it is not on this machine), read once."""
+        if model not in self.pipelines:
+            self.pipelines[model] = resolve_model(model, self.board.base_dir).pipeline_class()
+        return self.pipelines[model]
+
+    def _film_note(self, text: str) -> None:
+        if text not in self.film_notes:
+            self.film_notes.append(text)
 
     def _check_window_settings(
         self, shot: Shot, settings: GenerationSettings, where: dict[str, Path_ | None]
@@ -404,7 +454,9 @@ class _Planning:
                 max_base=MAX_BASE_NUM_FRAMES,
                 max_block=MAX_CAUSAL_BLOCK_SIZE,
             )
-            self.problems.append(_setting_problem(self.board, where, fault.setting, shot, fault.message, fix))
+            self.problems.append(
+                _setting_problem(self.board, where, fault.setting, shot, settings, fault.message, fix)
+            )
         if settings.addnoise_condition > 60:
             self.notes.add(
                 shot.id,
@@ -458,7 +510,9 @@ class _Planning:
             return True
         message = f"needs the last {needed} frames of '{parent.shot.id}', which has only {available}"
         fix = _parent_fix(parent, needed, self.fps)
-        self.problems.append(_setting_problem(self.board, where, "overlap_history", shot, message, fix))
+        self.problems.append(
+            _setting_problem(self.board, where, "overlap_history", shot, settings, message, fix)
+        )
         return False
 
 
@@ -484,7 +538,7 @@ def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSe
         shots=timeline_plans,
         estimate=estimate,
         transformer=transformer,
-        notes=planning.notes.lines() + model_notes,
+        notes=planning.film_notes + planning.notes.lines() + model_notes,
     )
 
 
@@ -642,9 +696,16 @@ def _model_note(ref: ModelRef, sized: bool) -> str | None:
 
 
 def _setting_problem(
-    board: Storyboard, where: dict[str, Path_ | None], key: str, shot: Shot, message: str, fix: str
+    board: Storyboard,
+    where: dict[str, Path_ | None],
+    key: str,
+    shot: Shot,
+    settings: GenerationSettings,
+    message: str,
+    fix: str,
 ) -> Problem:
-    """A problem with a generation setting, pinned to where the setting was written.
+    """A problem with a generation setting, pinned to where the setting was written (the shot, when it is
+    storyreel's default, whose value ``settings`` holds).
 
     A setting written once for the film (or a scene) is reported once, not once per shot inheriting it.
     """
@@ -653,7 +714,7 @@ def _setting_problem(
         si, hi, _, _ = board.find_shot(shot.id)
         return board.problem(
             ("scenes", si, "shots", hi),
-            f"shot '{shot.id}': {message} (with the default {key}: {GENERATION_DEFAULTS[key]})",
+            f"shot '{shot.id}': {message} (with the default {key}: {getattr(settings, key)})",
             fix,
         )
     if path[2:3] == ("shots",):
