@@ -69,12 +69,17 @@ from .yaml_source import Path_, SourceMap, field_name
 
 FORMAT_VERSION = 1
 
-# SkyReels-V2's default negative prompt, in English: the artefacts diffusion forcing tends to produce.
+# SkyReels-V2's own negative prompt, character for character: its reference scripts give the model this
+# Chinese text, the negative prompt the Wan-family models were tuned with, so a translation would be another
+# input than the one the model knows. In English: garish colours, overexposed, static, blurry details,
+# subtitles, style, artwork, painting, picture, still, greyish overall, worst quality, low quality, JPEG
+# compression artefacts, ugly, mutilated, extra fingers, badly drawn hands, badly drawn face, deformed,
+# disfigured, malformed limbs, fused fingers, motionless frame, cluttered background, three legs, many
+# people in the background, walking backwards.
 DEFAULT_NEGATIVE_PROMPT = (
-    "oversaturated colours, overexposed, static, blurry details, subtitles, text, watermark, style, artwork, "
-    "painting, still image, greyish tone, worst quality, low quality, JPEG artefacts, ugly, mutilated, extra "
-    "fingers, badly drawn hands, badly drawn face, deformed, disfigured, malformed limbs, fused fingers, frozen "
-    "frame, cluttered background, three legs, crowded background, walking backwards"
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 
 
@@ -305,7 +310,7 @@ class Storyboard(_Model):
     logline: str | None = None
     style: str | None = Field(None, description="look every shot inherits")
     negative_prompt: str | None = Field(
-        None, description="what to avoid; SkyReels-V2's artefact list by default"
+        None, description="what to avoid; SkyReels-V2's own negative prompt (in Chinese) by default"
     )
     generation: Generation = Field(default_factory=lambda: Generation())
     enhancer: EnhancerSettings = Field(default_factory=lambda: EnhancerSettings())

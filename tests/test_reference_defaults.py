@@ -4,6 +4,7 @@
   smaller one 97;
 - a plain image-to-video model folder gets guidance 5.0 and shift 3.0 by default, diffusion forcing
   keeps 6.0 and 8.0;
+- the negative prompt is the reference's own, in Chinese, word for word;
 - a value the storyboard writes always wins.
 
 Checked through plan_film and `storyreel plan`, on model folders that hold only their model_index.json:
@@ -22,8 +23,10 @@ from typer.testing import CliRunner
 
 import storyreel
 from storyreel.cli import app
+from storyreel.generate import Clip, GeneratorOptions, ProgressCallback, ShotRequest, ignore_progress
+from storyreel.generators.animatic import AnimaticGenerator
 
-from conftest import REPO
+from conftest import REPO, small_board
 
 runner = CliRunner()
 
@@ -218,3 +221,40 @@ def test_a_relative_model_folder_is_found_beside_the_storyboard(write_story, her
     story = write_story(board(image_shots(), model="models/i2v"))
     film = storyreel.plan_film(storyreel.load_storyboard(story))
     assert (film.shot("heron").settings.guidance_scale, film.shot("heron").settings.shift) == (5.0, 3.0)
+
+
+# --- the negative prompt -----------------------------------------------------------------------------------------
+
+# The negative prompt SkyReels-V2's reference scripts give the model, as they write it.
+REFERENCE_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，"
+    "杂乱的背景，三条腿，背景人很多，倒着走"
+)
+
+
+class NegativePrompts(AnimaticGenerator):
+    """The animatic, keeping the negative prompt each shot's request carries."""
+
+    def __init__(self) -> None:
+        super().__init__(GeneratorOptions())
+        self.given: dict[str, str] = {}
+
+    def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
+        self.given[request.shot.id] = request.negative_prompt
+        return super().generate(request, progress)
+
+
+def test_the_generator_is_given_the_references_own_negative_prompt(tmp_path: Path):
+    generator = NegativePrompts()
+    storyreel.render(
+        storyreel.Storyboard.model_validate(small_board()), tmp_path / "out", generator=generator
+    )
+    assert generator.given == dict.fromkeys(["glide", "dip", "heron", "rise"], REFERENCE_NEGATIVE_PROMPT)
+
+
+def test_a_negative_prompt_the_storyboard_writes_replaces_it(tmp_path: Path):
+    generator = NegativePrompts()
+    story = {**small_board(), "negative_prompt": "blurry, text"}
+    storyreel.render(storyreel.Storyboard.model_validate(story), tmp_path / "out", generator=generator)
+    assert set(generator.given.values()) == {"blurry, text"}
