@@ -67,6 +67,9 @@ PIXELS_720P = 1280 * 720
 # ...and its plain image-to-video models are run with less guidance and a lower shift than diffusion forcing.
 PLAIN_IMAGE_TO_VIDEO = "SkyReelsV2ImageToVideoPipeline"
 PLAIN_IMAGE_TO_VIDEO_DEFAULTS: dict[str, float] = {"guidance_scale": 5.0, "shift": 3.0}
+# The frame rates SkyReels-V2 makes: its fps conditioning tells only 16 from every other rate, which it was
+# trained on as 24 fps, so any other rate would play its motion too fast or too slow.
+MODEL_FRAME_RATES = (24, 16)
 
 
 class _Frozen(BaseModel):
@@ -264,6 +267,7 @@ def _plan(
     planning = _Planning(board, seed, model, problems=problems)
     for shot_id in graph.render_order:  # a parent before the shots continuing it
         planning.draft(graph.nodes[shot_id])
+    planning.check_frame_rate()
     if planning.problems or check_only:
         return None, _unique(planning.problems)
     return _film_plan(planning, graph, running), []
@@ -373,6 +377,21 @@ class _Planning:
         if hint is not None:
             self.notes.add(shot.id, hint)
         self.drafts[shot.id] = _Draft(shot, node, mode, settings, frames, requested, windows)
+
+    def check_frame_rate(self) -> None:
+        """A film made by a model is at a rate the model makes (the animatic draws any rate)."""
+        models = sorted({d.settings.model for d in self.drafts.values() if d.settings.model is not None})
+        if not models or self.fps in MODEL_FRAME_RATES:
+            return
+        self.problems.append(
+            self.board.problem(
+                ("generation", "fps"),  # the default, 24, is a rate the model makes: so this was written
+                f"{self.fps} fps cannot be made with a SkyReels-V2 model ('{models[0]}'): its frame-rate "
+                "conditioning tells only 16 fps from every other rate, which it was trained on as 24 fps, so at "
+                f"{self.fps} fps the film's motion would play at the wrong speed",
+                "set fps: 24 (or 16); for a previs at this rate, render without a model (an animatic)",
+            )
+        )
 
     def _settings(self, shot: Shot, mode: Mode) -> tuple[GenerationSettings, dict[str, Path_ | None]]:
         """The shot's effective settings, and where each was written (None: storyreel's default)."""

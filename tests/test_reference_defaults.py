@@ -5,6 +5,8 @@
 - a plain image-to-video model folder gets guidance 5.0 and shift 3.0 by default, diffusion forcing
   keeps 6.0 and 8.0;
 - the negative prompt is the reference's own, in Chinese, word for word;
+- a film made by a model is at 24 or 16 fps, the only rates its fps conditioning knows (an animatic keeps
+  any rate);
 - a value the storyboard writes always wins.
 
 Checked through plan_film and `storyreel plan`, on model folders that hold only their model_index.json:
@@ -29,6 +31,7 @@ from storyreel.generators.animatic import AnimaticGenerator
 from conftest import REPO, small_board
 
 runner = CliRunner()
+MODEL = "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"  # named, never loaded: planning does not need it
 
 
 def board(shots: list[dict[str, Any]] | None = None, **generation: Any) -> dict[str, Any]:
@@ -258,3 +261,43 @@ def test_a_negative_prompt_the_storyboard_writes_replaces_it(tmp_path: Path):
     story = {**small_board(), "negative_prompt": "blurry, text"}
     storyreel.render(storyreel.Storyboard.model_validate(story), tmp_path / "out", generator=generator)
     assert set(generator.given.values()) == {"blurry, text"}
+
+
+# --- the frame rate ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fps", [24, 16])
+def test_a_model_renders_at_24_or_16_fps(fps: int):
+    film = plan(board(fps=fps, model=MODEL))
+    assert film.fps == fps
+
+
+@pytest.mark.parametrize("fps", [30, 25, 8])
+def test_another_rate_with_a_model_is_refused_at_its_line_with_the_fix(write_story, fps: int):
+    story = write_story(board(fps=fps, model=MODEL))
+    result = runner.invoke(app, ["validate", str(story)])
+    assert result.exit_code == 1
+    line = next(
+        n for n, text in enumerate(story.read_text().splitlines(), 1) if text.strip() == f"fps: {fps}"
+    )
+    column = story.read_text().splitlines()[line - 1].index(str(fps)) + 1
+    assert (
+        f"error: {story}:{line}:{column}: generation.fps: {fps} fps cannot be made with a SkyReels-V2 model "
+        f"('{MODEL}'): its frame-rate conditioning tells only 16 fps from every other rate, which it was trained "
+        f"on as 24 fps, so at {fps} fps the film's motion would play at the wrong speed; set fps: 24 (or 16); for "
+        "a previs at this rate, render without a model (an animatic)"
+    ) in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_model_given_on_the_command_line_is_held_to_it_too(write_story):
+    story = write_story(board(fps=30))
+    assert runner.invoke(app, ["plan", str(story)]).exit_code == 0  # the animatic draws any rate
+    result = runner.invoke(app, ["plan", str(story), "--model", MODEL])
+    assert result.exit_code == 1
+    assert "generation.fps: 30 fps cannot be made with a SkyReels-V2 model" in " ".join(result.output.split())
+
+
+def test_the_animatic_renders_at_any_rate(tmp_path: Path):
+    manifest = storyreel.render(storyreel.Storyboard.model_validate(small_board(fps=8)), tmp_path / "out")
+    assert manifest.film is not None and manifest.film.fps == 8
