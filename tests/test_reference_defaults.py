@@ -7,6 +7,7 @@
 - the negative prompt is the reference's own, in Chinese, word for word;
 - a film made by a model is at 24 or 16 fps, the only rates its fps conditioning knows (an animatic keeps
   any rate);
+- no step caching: every transformer pass of a diffusion-forcing render runs every block;
 - a value the storyboard writes always wins.
 
 Checked through plan_film and `storyreel plan`, on model folders that hold only their model_index.json:
@@ -301,3 +302,49 @@ def test_a_model_given_on_the_command_line_is_held_to_it_too(write_story):
 def test_the_animatic_renders_at_any_rate(tmp_path: Path):
     manifest = storyreel.render(storyreel.Storyboard.model_validate(small_board(fps=8)), tmp_path / "out")
     assert manifest.film is not None and manifest.film.fps == 8
+
+
+# --- no step caching ---------------------------------------------------------------------------------------------
+
+
+def test_every_transformer_pass_runs_every_block(write_story, tmp_path: Path, monkeypatch):
+    """Step caches (TeaCache, FirstBlockCache...) skip transformer blocks on steps they judge alike; SkyReels-V2's
+    authors say TeaCache does not work with its diffusion-forcing models, and storyreel enables none. A tiny
+    diffusion-forcing render through the command line: blocks run = transformer passes x layers, and the
+    transformer has no diffusers cache switched on."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("ftfy")
+    from diffusers.models.transformers import transformer_skyreels_v2 as skyreels_v2
+    from tiny_skyreels import build_tiny_skyreels
+
+    model = build_tiny_skyreels(tmp_path / "tiny-df")
+    layers = json.loads((model / "transformer" / "config.json").read_text())["num_layers"]
+    blocks_run: list[int] = []
+    caches_on: list[bool] = []
+    block_forward = skyreels_v2.SkyReelsV2TransformerBlock.forward
+    model_forward = skyreels_v2.SkyReelsV2Transformer3DModel.forward
+
+    def counted_block(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        blocks_run.append(1)
+        return block_forward(self, *args, **kwargs)
+
+    def watched_model(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        caches_on.append(self.is_cache_enabled)
+        return model_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(skyreels_v2.SkyReelsV2TransformerBlock, "forward", counted_block)
+    monkeypatch.setattr(skyreels_v2.SkyReelsV2Transformer3DModel, "forward", watched_model)
+    story = write_story(small_board(fps=16, steps=3, base_num_frames=17, overlap_history=5))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # oversubscribed OpenMP makes tiny calls many times slower on a small machine
+    try:
+        out = tmp_path / "out"
+        result = runner.invoke(app, ["render", str(story), "--out", str(out), "--model", str(model)])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    passes = sum(shot["dit_passes"] for shot in json.loads((out / "manifest.json").read_text())["shots"])
+    assert passes == len(caches_on) > 0
+    assert len(blocks_run) == passes * layers
+    assert not any(caches_on)
