@@ -438,13 +438,18 @@ class _Planning:
                 "set base_num_frames to choose another"
             )
         if model is not None and self._pipeline_class(model) == PLAIN_IMAGE_TO_VIDEO:
-            chosen.update({k: v for k, v in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.items() if where[k] is None})
-            self._film_note(
-                f"model '{model}' is a plain image-to-video model: guidance_scale and shift default to "
-                + " and ".join(f"{value}" for value in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.values())
-                + ", SkyReels-V2's values for such a model (6.0 and 8.0 are for diffusion forcing); "
-                "a value the storyboard sets is used instead"
+            plain = {key: value for key, value in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.items() if where[key] is None}
+            chosen.update(plain)
+            guidance, shift = (
+                PLAIN_IMAGE_TO_VIDEO_DEFAULTS["guidance_scale"],
+                PLAIN_IMAGE_TO_VIDEO_DEFAULTS["shift"],
             )
+            if plain:
+                self._film_note(
+                    f"model '{model}' is a plain image-to-video model: guidance_scale and shift default to "
+                    f"{guidance} and {shift}, SkyReels-V2's values for such a model (6.0 and 8.0 are for "
+                    "diffusion forcing); a value the storyboard sets is used instead"
+                )
         return chosen
 
     def _pipeline_class(self, model: str) -> str | None:

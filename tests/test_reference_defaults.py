@@ -182,6 +182,9 @@ def test_values_the_storyboard_writes_win_over_the_image_to_video_defaults(tmp_p
     film = plan(board(shots, model=str(i2v), guidance_scale=7.5))
     assert (film.shot("heron").settings.guidance_scale, film.shot("heron").settings.shift) == (7.5, 3.0)
     assert (film.shot("still").settings.guidance_scale, film.shot("still").settings.shift) == (7.5, 5.0)
+    written = plan(board(image_shots(), model=str(i2v), guidance_scale=7.5, shift=4.0))
+    assert {(s.settings.guidance_scale, s.settings.shift) for s in written.shots} == {(7.5, 4.0)}
+    assert not any("plain image-to-video" in note for note in written.notes)  # no default was used
 
 
 @pytest.mark.parametrize(
