@@ -107,6 +107,9 @@ def render(
     device: str | None = None,
     dtype: str | None = None,
     offload: bool = False,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
     progress: RenderProgress | None = None,
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
@@ -119,6 +122,8 @@ def render(
       their shot changes, unless ``refresh_prompts``.
     - ``only``: just those shots and the shots they continue, without assembling the film.
       ``seed`` replaces the film seed.
+    - ``attention`` (auto, flash3, sage, flash, cudnn, sdpa), ``compile`` (True, False or "auto") and
+      ``precision`` (bf16, fp8) replace the storyboard's settings of how the transformer runs.
     - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
       user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
       generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
@@ -138,7 +143,15 @@ def render(
         # 2. Plan: every check happens here, the storyboard's first, then the generator's (an unknown name, a
         #    missing extra or model, shots it cannot make), before anything is spent
         report.stage("plan")
-        plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
+        plan = plan_film(
+            board,
+            seed=seed,
+            model=model,
+            attention=attention,
+            compile=compile,
+            precision=precision,
+            allow_outside=allow_outside,
+        )
         selected = _select(plan, only)
         order = [plan.shot(s) for s in plan.render_order if s in selected]
         name, model_id = choose_generator(plan, generator)
@@ -148,7 +161,14 @@ def render(
         else:
             backend = load_backend(GENERATORS, name)
             options = GeneratorOptions(
-                model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+                model=model_id,
+                device=device,
+                dtype=dtype,
+                offload=offload,
+                base_dir=board.base_dir,
+                attention=plan.transformer.attention,
+                compile=plan.transformer.compile,
+                precision=plan.transformer.precision,
             )
         backend.check_plan(order, options)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
@@ -181,6 +201,7 @@ def render(
                 cache=cache,
                 reuse=reuse,
                 storyboard=str(board.path.resolve()) if board.path else None,
+                transformer=None if name == ANIMATIC else plan.transformer.model_dump(),
                 note=report.note,
                 progress=report.shot_progress,
             )

@@ -35,7 +35,7 @@ from conftest import REPO  # noqa: E402
 DIGESTS = Path(__file__).resolve().parent / "data" / "film_digests.json"
 EXAMPLES = sorted(p for p in (REPO / "examples").iterdir() if p.name.endswith((".yaml", ".yaml.j2", ".py")))
 # The tiny model's film-wide settings (as in tests/test_skyreels.py).
-TINY = {"resolution": "64x64", "fps": 8, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
 # Shots whose animatic frames are expected to differ from the recorded ones, with the reason.
 REDRAWN: dict[str, str] = {
     # The animatic draws the camera the prompt asks for (storyreel.camera.shot_camera): a still shot

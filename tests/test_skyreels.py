@@ -53,8 +53,9 @@ PIPELINES = (
     "SkyReelsV2Pipeline",
     "SkyReelsV2ImageToVideoPipeline",
 )
-# Tiny and quick: 64x64 (4x4 tokens a latent frame), 2 steps, 5-latent windows with a 2-latent overlap.
-TINY = {"resolution": "64x64", "fps": 8, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+# Tiny and quick: 64x64 (4x4 tokens a latent frame), 2 steps, 5-latent windows with a 2-latent overlap, at
+# 16 fps (a rate the model makes, and the fewest frames for a duration).
+TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
 # Asynchronous diffusion forcing at the same scale: blocks of 2 latent frames, 6 to a window.
 ASYNC = {**TINY, "base_num_frames": 21, "ar_step": 1, "causal_block_size": 2}
 
@@ -288,7 +289,7 @@ def test_long_shots_run_the_planned_windows_and_passes(sky: SkyReelsGenerator, s
 
 
 def test_settings_reach_the_pipeline(sky: SkyReelsGenerator, spy: Spy) -> None:
-    settings = {"guidance_scale": 4.5, "steps": 3, "shift": 3.0, "addnoise_condition": 10, "fps": 16}
+    settings = {"guidance_scale": 4.5, "steps": 3, "shift": 3.0, "addnoise_condition": 10, "fps": 24}
     glide = film(shot("glide", 33), **settings).shot("glide")
     clip = generate(sky, glide)
     call = spy.call("glide")
@@ -298,7 +299,7 @@ def test_settings_reach_the_pipeline(sky: SkyReelsGenerator, spy: Spy) -> None:
         "guidance_scale": 4.5,
         "num_inference_steps": 3,
         "addnoise_condition": 10,
-        "fps": 16,
+        "fps": 24,
     }
     assert (call.kwargs["base_num_frames"], call.kwargs["overlap_history"]) == (17, 5)
     assert (call.kwargs["negative_prompt"], call.kwargs["height"], call.kwargs["width"]) == ("blurry", 64, 64)
