@@ -101,17 +101,20 @@ def choose_kernel(torch: Any, requested: str, device: torch.device, head_dim: in
             f"{', '.join(KERNELS)}"
         )
     kernel = KERNELS[name]
-    where = "this GPU" if device.type == "cuda" else f"{device.type} (no CUDA GPU)"
     if not _installed(kernel):
+        if device.type != "cuda":
+            raise UserError(
+                f"attention '{name}' needs {kernel.install} on a CUDA GPU; it is not installed here, and this "
+                f"render runs on {device.type}, where only sdpa runs; use attention: auto or sdpa"
+            )
         raise UserError(
             f"attention '{name}' needs {kernel.install}, which is not installed here; install it, or use "
             "attention: auto"
-            + ("" if device.type == "cuda" else f" (this render runs on {where}, where only sdpa runs)")
         )
     if kernel.needs_cuda and device.type != "cuda":
         raise UserError(
-            f"attention '{name}' runs on CUDA GPUs only, and this render runs on {where}; use attention: auto "
-            "or sdpa"
+            f"attention '{name}' runs on CUDA GPUs only, and this render runs on {device.type}; use attention: "
+            "auto or sdpa"
         )
     failure = _failure(torch, kernel, device, head_dim)
     if failure is not None:
