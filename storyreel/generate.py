@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .backends import GENERATORS, available, load_backend
-from .errors import GenerationError, UserError
+from .errors import GenerationError, OutOfMemory, UserError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -176,8 +176,9 @@ class Generator(ABC):
 
         A generator with a text encoder can encode them all now and then free the encoder's memory for the
         shots (the SkyReels-V2 generator moves its 11 GB umT5 off the GPU). It must still accept a request
-        whose prompt was not handed over. Progress is reported under the first shot's id. The default:
-        nothing.
+        whose prompt was not handed over. Running out of memory here (OutOfMemory) costs nothing: render()
+        releases memory and each shot goes through the out-of-memory ladder as usual. Progress is reported
+        under the first shot's id. The default: nothing.
         """
 
     def __enter__(self) -> Self:
@@ -279,9 +280,14 @@ def start_generator(backend: type[Generator], options: GeneratorOptions) -> Gene
 def prepare_prompts(
     generator: Generator, prompts: Sequence[PromptRequest], progress: ProgressCallback
 ) -> None:
-    """Hand ``prompts`` to the generator; a failure that is not the user's is a GenerationError naming it."""
+    """Hand ``prompts`` to the generator; a failure that is not the user's is a GenerationError naming it.
+
+    Running out of memory while preparing is not a failure: preparing is a head start, and each shot then
+    loads what it needs inside render()'s out-of-memory ladder (offloading, smaller windows)."""
     try:
         generator.prepare_prompts(prompts, progress)
+    except OutOfMemory:
+        generator.release_memory()
     except (UserError, GenerationError):
         raise
     except Exception as exc:

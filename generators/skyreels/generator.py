@@ -154,9 +154,7 @@ class SkyReelsGenerator(Generator):
         with _out_of_memory_reported(first, self.device):
             loaded = self._load(self.model, first, progress)
             texts = [text for p in prompts for text in (p.prompt, p.negative_prompt)]
-            fitting = [
-                text for text in dict.fromkeys(texts) if _token_count(loaded, text) <= loaded.max_tokens
-            ]
+            fitting = [t for t in dict.fromkeys(texts) if _token_count(loaded, t) <= loaded.max_tokens]
             progress(ProgressEvent(first, "encode", 0, len(fitting), f"encoding {len(fitting)} prompts"))
             loaded.prompts.encode(fitting)  # a prompt too long is refused when its shot is generated
             progress(ProgressEvent(first, "encode", len(fitting), len(fitting)))

@@ -92,8 +92,16 @@ def _wants_compile(options: Any, device: torch.device) -> bool:
     if value not in COMPILE_CHOICES:
         raise UserError(f"unknown compile setting '{options.compile}'; use auto, true or false")
     wanted = COMPILE_CHOICES[value]
+    import torch
+
+    # set_stance (torch 2.6) runs compiled blocks eagerly once out of memory switches offloading on
+    new_enough = hasattr(torch.compiler, "set_stance")
     if wanted is None:  # auto: on CUDA, where compiling pays for itself within a shot
-        return device.type == "cuda" and not options.offload
+        return device.type == "cuda" and not options.offload and new_enough
+    if wanted and not new_enough:
+        raise UserError(
+            f"compile: true needs torch 2.6 or newer (this is {torch.__version__}); set compile: false"
+        )
     if wanted and options.offload:
         raise UserError(
             "compile: true and offload do not go together: storyreel runs offloaded weights uncompiled; "
