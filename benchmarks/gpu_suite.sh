@@ -10,14 +10,14 @@
 #
 # Stages, each under its own time limit (their sum, with the install, stays under 8 minutes); every stage
 # writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish, so a
-# stage stopped at its limit keeps what it measured:
-#   1. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
-#   2. DF-1.3B per denoise step at 540P x 97 frames: every attention kernel installed, eager and compiled,
-#      bf16 and FP8, with FP8's error against bf16
-#   3. one whole DF-1.3B shot (177 frames, two windows, --shot-steps steps) through the generator, from a
+# stage stopped at its limit keeps what it measured. Within a stage the configs run most telling first:
+#   1. DF-1.3B per denoise step at 540P x 97 frames: sdpa eager bf16 (what diffusers runs by default),
+#      the auto kernel eager and compiled in bf16, compiled in FP8, then every other kernel installed,
+#      eager and compiled, bf16 and FP8, as time allows; FP8's error against bf16
+#   2. one whole DF-1.3B shot (177 frames, two windows, --shot-steps steps) through the generator, from a
 #      real-size random-weight folder: load, encode, windows, decode
-#   4. DF-14B per denoise step: sdpa eager bf16 (diffusers' default), and the auto kernel compiled, bf16
-#      and FP8
+#   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
+#   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,7 @@ OUT=benchmarks/results
 PYTHON=${PYTHON:-python3}
 SHOT_STEPS=10
 DOWNLOAD=""
-usage() { sed -n '2,22p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --wheels) WHEELS=$2; shift 2 ;;
@@ -91,13 +91,14 @@ stage() {
 }
 BENCH=("$PYTHON" benchmarks/skyreels_dit.py --out "$OUT" --scratch /tmp)
 
-# -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
-stage "GPU tests" 50 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
-stage "DF-1.3B: kernels x compilation x precision" 130 \
-    "${BENCH[@]}" --parts runtime --models DF-1.3B --configs all --steps 2 --budget-s 110
-stage "DF-1.3B: one whole shot" 110 \
+stage "DF-1.3B: kernels x compilation x precision" 120 \
+    "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 \
+    --configs sdpa/eager/bf16 auto/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 all
+stage "DF-1.3B: one whole shot" 100 \
     "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS"
-stage "DF-14B: baseline, auto kernel compiled, bf16 and FP8" 140 \
-    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 100 \
-    --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8
+stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 170 \
+    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 \
+    --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
+# -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
+stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
 echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"

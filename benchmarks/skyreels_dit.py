@@ -11,7 +11,7 @@ Parts (``--parts``, default ``runtime shot``):
   frames of 34x60 tokens (51,000 tokens). Reported: seconds per step, achieved TFLOP/s and the share of
   the GPU's dense bf16 peak (FLOPs from ``storyreel.frames.transformer_flops``), peak GPU memory, the
   graphs compiled while warming up and while timed (recompilation), and for FP8 the relative error of a
-  pass against the bf16 pass with the same kernel and compilation, on the same inputs.
+  pass against an eager bf16 pass with the same kernel, weights and inputs.
 * ``shot``: one shot through ``SkyReelsGenerator`` from a real-size DF folder with random weights
   (umT5-XXL, the Wan VAE, the DF transformer) saved to disk and loaded as a download would be: loading,
   encoding the prompts, every window, decoding. Seconds per second of video and peak GPU memory.
@@ -85,19 +85,12 @@ class Config:
     def name(self) -> str:
         return f"{self.kernel}/{'compiled' if self.compiled else 'eager'}/{self.precision}"
 
-    @classmethod
-    def parse(cls, text: str) -> Config:
-        match = re.fullmatch(r"(\w+)/(eager|compiled)/(bf16|fp8)", text)
-        if match is None:
-            raise argparse.ArgumentTypeError(f"config '{text}' is not KERNEL/eager|compiled/bf16|fp8")
-        return cls(match[1], match[2] == "compiled", match[3])
-
 
 @dataclass
 class RuntimeRow:
     model: str
-    config: str  # as asked, e.g. auto/compiled/fp8
-    kernel: str  # what ran
+    config: str  # e.g. cudnn/compiled/fp8
+    kernel: str  # what ran (auto resolved)
     exact: bool | None
     compiled: bool
     precision: str
@@ -114,123 +107,200 @@ class RuntimeRow:
     error: str | None = None
 
 
-def expand_configs(configs: list[str], tiny: bool) -> list[Config]:
-    """``all`` is every kernel, eager and compiled, bf16 and FP8; bf16 configs come first (FP8 quantises the
-    weights in place) and keep their order."""
-    if configs == ["all"]:
-        if tiny:  # the smoke run: every kernel's availability, and FP8's refusal, without compiling
-            chosen = [Config(k, False, "bf16") for k in KERNEL_NAMES] + [Config("sdpa", False, "fp8")]
-        else:
-            chosen = [
-                Config(k, c, p) for p, k, c in itertools.product(("bf16", "fp8"), KERNEL_NAMES, (False, True))
-            ]
-    else:
-        chosen = [Config.parse(text) for text in configs]
-    return sorted(chosen, key=lambda config: config.precision == "fp8")
+def expand_configs(patterns: list[str], tiny: bool) -> list[Config]:
+    """Configs in the order asked, each once. A pattern is KERNEL/COMPILE/PRECISION where each part may be
+    ``*`` (KERNEL: auto or a name; COMPILE: eager or compiled; PRECISION: bf16 or fp8); ``all`` is ``*/*/*``,
+    bf16 before FP8. With --tiny, ``all`` is every kernel eager in bf16, and FP8's refusal: no compiling."""
+    if tiny and patterns == ["all"]:
+        return [Config(k, False, "bf16") for k in KERNEL_NAMES] + [Config("sdpa", False, "fp8")]
+    configs: list[Config] = []
+    for pattern in patterns:
+        match = re.fullmatch(
+            r"(\w+|\*)/(eager|compiled|\*)/(bf16|fp8|\*)", "*/*/*" if pattern == "all" else pattern
+        )
+        if match is None:
+            raise SystemExit(
+                f"config '{pattern}' is not KERNEL/eager|compiled/bf16|fp8 (parts may be *), or all"
+            )
+        kernels = KERNEL_NAMES if match[1] == "*" else (match[1],)
+        compiled = (False, True) if match[2] == "*" else (match[2] == "compiled",)
+        precisions = ("bf16", "fp8") if match[3] == "*" else (match[3],)
+        for precision, kernel, compile_ in itertools.product(precisions, kernels, compiled):
+            if Config(kernel, compile_, precision) not in configs:
+                configs.append(Config(kernel, compile_, precision))
+    return configs
 
 
 def runtime_benchmark(args: argparse.Namespace, result: Result) -> None:
     import torch
 
-    from storyreel.generators.skyreels.attention import KERNELS, choose_kernel, set_kernel
-    from storyreel.generators.skyreels.quirks import modulate_per_frame
-    from storyreel.generators.skyreels.runtime import CompiledGraphs, quantise_fp8, resolve_runtime
+    from storyreel.generators.skyreels.attention import choose_kernel
 
     device = torch.device(args.device)
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     models = TINY_MODEL if args.tiny else {name: MODELS[name] for name in args.models}
-    latent_frames = (args.frames - 1) // 4 + 1
     for name, spec in models.items():
-        flop_per_step = 2 * transformer_flops(spec["arch"], latent_frames, args.width, args.height)
         head_dim = spec.get("head_dim", HEAD_DIM)
         auto = choose_kernel(torch, "auto", device, head_dim).name
         result.data.setdefault("auto_kernel", {})[name] = auto
-        model = build_transformer(spec, device, dtype)
-        modulate_per_frame(model)  # as the generator runs it
-        inputs = window_inputs(spec, args.frames, args.width, args.height, device, dtype)
-        quantised, compiled_once = False, False
-        bf16_outputs: dict[tuple[str, bool], Any] = {}
-        seen: set[tuple[str, bool, str]] = set()
+        # "auto" named a kernel already on the list: each (kernel, compilation, precision) runs once
+        configs: list[Config] = []
         for config in expand_configs(args.configs, args.tiny):
-            kernel_name = auto if config.kernel == "auto" else config.kernel
-            if (kernel_name, config.compiled, config.precision) in seen:
-                continue  # "auto" named a kernel already on the list
-            seen.add((kernel_name, config.compiled, config.precision))
-            kernel = KERNELS.get(kernel_name)
+            resolved = Config(
+                auto if config.kernel == "auto" else config.kernel, config.compiled, config.precision
+            )
+            if resolved not in configs:
+                configs.append(resolved)
+        ModelRuns(args, result, name, spec, device, configs).run()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class ModelRuns:
+    """One model's configs, in order, on one set of random weights (seeded: rebuilt identical when a bf16
+    config follows FP8's in-place quantisation). FP8's error is measured against eager bf16 passes of the same
+    kernels, made before the weights are quantised."""
+
+    def __init__(
+        self, args: Any, result: Result, name: str, spec: dict[str, Any], device: Any, configs: list[Config]
+    ):
+        import torch
+
+        self.args, self.result, self.name, self.spec, self.device, self.configs = (
+            args,
+            result,
+            name,
+            spec,
+            device,
+            configs,
+        )
+        self.dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        self.head_dim = spec.get("head_dim", HEAD_DIM)
+        latent_frames = (args.frames - 1) // 4 + 1
+        self.flop_per_step = 2 * transformer_flops(spec["arch"], latent_frames, args.width, args.height)
+        self.inputs = window_inputs(spec, args.frames, args.width, args.height, device, self.dtype)
+        self.model: Any = None
+        self.quantised = self.compiled = False
+        self.references: dict[str, Any] = {}  # kernel -> eager bf16 output
+
+    def fresh_model(self) -> None:
+        import torch
+
+        from storyreel.generators.skyreels.quirks import modulate_per_frame
+
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        torch.manual_seed(0)
+        self.model = build_transformer(self.spec, self.device, self.dtype)
+        modulate_per_frame(self.model)  # as the generator runs it
+        self.quantised = self.compiled = False
+
+    def runtime(self, config: Config) -> Any:
+        """storyreel's own resolution of the config on this device: a UserError says why it cannot run."""
+        import torch
+
+        from storyreel.generators.skyreels.runtime import resolve_runtime
+
+        options = SimpleNamespace(
+            attention=config.kernel,
+            compile="true" if config.compiled else "false",
+            precision=config.precision,
+            offload=False,
+        )
+        return resolve_runtime(torch, options, self.device, self.dtype, self.head_dim)
+
+    def run(self) -> None:
+        from storyreel.generators.skyreels.attention import KERNELS
+
+        for config in self.configs:
+            kernel = KERNELS.get(config.kernel)
             row = RuntimeRow(
-                name,
+                self.name,
                 config.name,
-                kernel_name,
+                config.kernel,
                 kernel.exact if kernel else None,
                 config.compiled,
                 config.precision,
-                tflop_per_step=flop_per_step / 1e12,
+                tflop_per_step=self.flop_per_step / 1e12,
             )
-            result.add("runtime", row)
-            if result.over_budget():
+            self.result.add("runtime", row)
+            if self.result.over_budget():
                 row.error = "skipped: out of the time budget (--budget-s)"
-                continue
-            options = SimpleNamespace(
-                attention=kernel_name,
-                compile="true" if config.compiled else "false",
-                precision=config.precision,
-                offload=False,
-            )
-            try:
-                runtime = resolve_runtime(torch, options, device, dtype, head_dim)
-            except UserError as exc:
-                row.error = f"not available: {exc}"
-                result.write()
-                continue
-            try:
-                if runtime.fp8 and not quantised:
-                    quantise_fp8(model)
-                    quantised = True
-                set_kernel(model, runtime.kernel)
-                if config.compiled:
-                    if not compiled_once:
-                        model.compile_repeated_blocks()
-                        compiled_once = True
-                    torch._dynamo.reset()  # every compiled config compiles from nothing: warmup_seconds shows it
-                with torch.compiler.set_stance("default" if config.compiled else "force_eager"):
-                    graphs = CompiledGraphs.total()
-                    started = time.perf_counter()
-                    output = one_pass(model, inputs, device)
-                    row.warmup_seconds = round(time.perf_counter() - started, 2)
-                    row.graphs_warmup = CompiledGraphs.total() - graphs
-                    graphs = CompiledGraphs.total()
-                    seconds, peak = time_steps(model, inputs, device, args.steps)
-                    row.graphs_timed = CompiledGraphs.total() - graphs
-            except torch.OutOfMemoryError:
-                row.error = "out of memory"
-            except Exception as exc:  # a kernel or library failing: the row says so, the rest still runs
-                row.error = (
-                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                )
             else:
-                row.seconds_per_step = round(seconds, 4)
-                row.peak_gib = None if peak is None else round(peak, 2)
-                if device.type == "cuda":
-                    row.tflops = round(flop_per_step / seconds / 1e12, 1)
-                    row.peak_share = round(row.tflops / result.peak_tflops, 3)
-                if config.precision == "bf16":
-                    bf16_outputs[(kernel_name, config.compiled)] = output
-                else:
-                    against = (kernel_name, config.compiled)
-                    if against not in bf16_outputs and bf16_outputs:
-                        against = next(iter(bf16_outputs))
-                    if against in bf16_outputs:
-                        reference = bf16_outputs[against].float()
-                        row.fp8_error = round(
-                            float((output.float() - reference).norm() / reference.norm()), 5
-                        )
-                        row.fp8_error_against = f"{against[0]}/{'compiled' if against[1] else 'eager'}/bf16"
-            if device.type == "cuda":
+                try:
+                    self.measure(config, row)
+                except UserError as exc:
+                    row.error = f"not available: {exc}"
+            self.result.write()
+        self.model = self.references = None  # type: ignore[assignment]
+
+    def measure(self, config: Config, row: RuntimeRow) -> None:
+        import torch
+
+        from storyreel.generators.skyreels.attention import set_kernel
+        from storyreel.generators.skyreels.runtime import CompiledGraphs, quantise_fp8
+
+        runtime = self.runtime(config)
+        try:
+            if self.model is None or (self.quantised and not runtime.fp8):
+                self.fresh_model()
+            if runtime.fp8 and not self.quantised:
+                self.reference_passes()
+                quantise_fp8(self.model)
+                self.quantised = True
+            set_kernel(self.model, runtime.kernel)
+            if config.compiled:
+                if not self.compiled:
+                    self.model.compile_repeated_blocks()
+                    self.compiled = True
+                torch._dynamo.reset()  # every compiled config compiles from nothing: warmup_seconds shows it
+            with torch.compiler.set_stance("default" if config.compiled else "force_eager"):
+                graphs = CompiledGraphs.total()
+                started = time.perf_counter()
+                output = one_pass(self.model, self.inputs, self.device)
+                row.warmup_seconds = round(time.perf_counter() - started, 2)
+                row.graphs_warmup = CompiledGraphs.total() - graphs
+                graphs = CompiledGraphs.total()
+                seconds, peak = time_steps(self.model, self.inputs, self.device, self.args.steps)
+                row.graphs_timed = CompiledGraphs.total() - graphs
+        except torch.OutOfMemoryError:
+            row.error = "out of memory"
+            return
+        except UserError:
+            raise
+        except Exception as exc:  # a kernel or library failing: the row says so, the other configs still run
+            text = str(exc).strip()
+            row.error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            return
+        finally:
+            if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            result.write()
-        del model, inputs, bf16_outputs
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        row.seconds_per_step = round(seconds, 4)
+        row.peak_gib = None if peak is None else round(peak, 2)
+        if self.device.type == "cuda":
+            row.tflops = round(self.flop_per_step / seconds / 1e12, 1)
+            row.peak_share = round(row.tflops / self.result.peak_tflops, 3)
+        if runtime.fp8 and config.kernel in self.references:
+            reference = self.references[config.kernel].float()
+            row.fp8_error = round(float((output.float() - reference).norm() / reference.norm()), 5)
+            row.fp8_error_against = f"{config.kernel}/eager/bf16"
+
+    def reference_passes(self) -> None:
+        """Before quantising: an eager bf16 pass with each kernel an FP8 config of this model will use."""
+        import torch
+
+        from storyreel.generators.skyreels.attention import set_kernel
+
+        for config in self.configs:
+            if config.precision != "fp8" or config.kernel in self.references:
+                continue
+            try:
+                runtime = self.runtime(config)
+            except UserError:
+                continue
+            set_kernel(self.model, runtime.kernel)
+            with torch.compiler.set_stance("force_eager"):
+                self.references[config.kernel] = one_pass(self.model, self.inputs, self.device)
 
 
 def one_pass(model: Any, inputs: dict[str, Any], device: Any) -> Any:
@@ -713,7 +783,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--configs",
         nargs="+",
         default=["all"],
-        help="KERNEL/eager|compiled/bf16|fp8 (KERNEL: auto, " + ", ".join(KERNEL_NAMES) + "), or all",
+        help="KERNEL/eager|compiled/bf16|fp8 in the order to run (KERNEL: auto, "
+        + ", ".join(KERNEL_NAMES)
+        + "; any part may be *), or all (*/*/*)",
     )
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N; cpu only with --tiny")
     parser.add_argument("--width", type=int, default=960)
