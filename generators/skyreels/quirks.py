@@ -1,5 +1,6 @@
-"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot (the package docstring lists all
-nine and where each is guarded); each has a test in ``tests/test_skyreels.py`` that fails without it.
+"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot or waste GPU memory (the package
+docstring lists all ten and where each is guarded); each has a test in ``tests/test_skyreels.py`` that fails
+without it.
 """
 
 from __future__ import annotations
