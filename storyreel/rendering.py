@@ -33,7 +33,7 @@ from .cache import ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
-from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent
+from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent, PromptRequest
 from .manifest import FilmEntry, Manifest, ShotEntry
 from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
@@ -371,6 +371,7 @@ def _generate(
     """Stage 4: make every shot of ``order``, entering each in the manifest (written after each shot). A shot
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
+    work.generator.upcoming = _upcoming_prompts(order, prompts, keys, work)
     tails = TailKeeper(order)
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}  # shot id -> why it was not made
@@ -403,6 +404,24 @@ def _generate(
             f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
             + "\n".join(failed.values())
         )
+
+
+def _upcoming_prompts(
+    order: list[ShotPlan], prompts: dict[str, ShotPrompt], keys: ShotKeys, work: ShotWork
+) -> list[PromptRequest]:
+    """The prompts of the shots of ``order`` the shot cache does not hold, for the generator to prepare before
+    the first is generated. A shot's key depends on its parent's, which is its parent's cache key whether the
+    parent is reused or made, so every key is known up front. A cache entry found here may still turn out
+    unusable (damaged, too short a tail): that shot's prompt is then prepared when it is generated."""
+    keyed: dict[str, str] = {}
+    upcoming = []
+    for shot in order:
+        prompt = prompts[shot.id].prompt.prompt
+        key = keys.key(shot, prompt, keyed.get(shot.conditioned_on) if shot.conditioned_on else None)
+        keyed[shot.id] = key
+        if work.cache is None or not work.reuse or not work.cache.folder(key).is_dir():
+            upcoming.append(PromptRequest(shot.id, prompt, shot.settings.negative_prompt))
+    return upcoming
 
 
 def _assemble(

@@ -97,7 +97,7 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
         tail_frames=job.tail_frames,
         image=_start_image(shot) if shot.image else None,
     )
-    clip, degraded = generate_fitting(work.generator.get(), request, work.note, work.progress)
+    clip, degraded = generate_fitting(work.generator.get(work.progress), request, work.note, work.progress)
     if degraded:
         clip.info["degraded"] = degraded
     tail = footage_tail(clip.frames, job.tail_frames, keep)

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from storyreel.generate import (
     Generator,
     GeneratorOptions,
     ProgressCallback,
+    PromptRequest,
     ShotRequest,
     open_generator,
 )
@@ -57,6 +59,9 @@ class Recording(Generator):
 
     def reserved_bottom(self, width: int, height: int) -> int:  # type: ignore[override]
         return self.inner.reserved_bottom(width, height)
+
+    def prepare_prompts(self, prompts: Sequence[PromptRequest], progress: ProgressCallback) -> None:
+        self.inner.prepare_prompts(prompts, progress)
 
     def generate(self, request: ShotRequest, progress: ProgressCallback) -> Clip:
         clip = self.inner.generate(request, progress)
