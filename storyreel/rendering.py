@@ -371,7 +371,8 @@ def _generate(
     """Stage 4: make every shot of ``order``, entering each in the manifest (written after each shot). A shot
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
-    work.generator.upcoming = _upcoming_prompts(order, prompts, keys, work)
+    cache_keys = _cache_keys(order, prompts, keys)
+    work.generator.upcoming = _upcoming_prompts(order, prompts, cache_keys, work)
     tails = TailKeeper(order)
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}  # shot id -> why it was not made
@@ -384,10 +385,9 @@ def _generate(
             )
             tails.skip(shot)
             continue
-        prompt = prompts[shot.id]
-        parent = entries.get(shot.conditioned_on) if shot.conditioned_on else None
-        key = keys.key(shot, prompt.prompt.prompt, parent.cache_key if parent else None)
-        job = ShotJob(shot, prompt, key, tails.tail_for(shot), tails.need.get(shot.id, 0))
+        job = ShotJob(
+            shot, prompts[shot.id], cache_keys[shot.id], tails.tail_for(shot), tails.need.get(shot.id, 0)
+        )
         try:
             result = make_shot(job, work)
         except OutOfMemory as exc:
@@ -406,22 +406,27 @@ def _generate(
         )
 
 
+def _cache_keys(order: list[ShotPlan], prompts: dict[str, ShotPrompt], keys: ShotKeys) -> dict[str, str]:
+    """Every shot's cache key, up front: a shot's key holds its parent's, which is the same whether the parent
+    is reused or made, so no key waits for a shot to be made."""
+    made: dict[str, str] = {}
+    for shot in order:  # render order: a parent's key is there before its continuations need it
+        parent = made[shot.conditioned_on] if shot.conditioned_on else None
+        made[shot.id] = keys.key(shot, prompts[shot.id].prompt.prompt, parent)
+    return made
+
+
 def _upcoming_prompts(
-    order: list[ShotPlan], prompts: dict[str, ShotPrompt], keys: ShotKeys, work: ShotWork
+    order: list[ShotPlan], prompts: dict[str, ShotPrompt], cache_keys: dict[str, str], work: ShotWork
 ) -> list[PromptRequest]:
     """The prompts of the shots of ``order`` the shot cache does not hold, for the generator to prepare before
-    the first is generated. A shot's key depends on its parent's, which is its parent's cache key whether the
-    parent is reused or made, so every key is known up front. A cache entry found here may still turn out
-    unusable (damaged, too short a tail): that shot's prompt is then prepared when it is generated."""
-    keyed: dict[str, str] = {}
-    upcoming = []
-    for shot in order:
-        prompt = prompts[shot.id].prompt.prompt
-        key = keys.key(shot, prompt, keyed.get(shot.conditioned_on) if shot.conditioned_on else None)
-        keyed[shot.id] = key
-        if work.cache is None or not work.reuse or not work.cache.folder(key).is_dir():
-            upcoming.append(PromptRequest(shot.id, prompt, shot.settings.negative_prompt))
-    return upcoming
+    the first is generated. A cache entry found here may still turn out unusable (damaged, too short a
+    tail): that shot's prompt is then prepared when it is generated."""
+    return [
+        PromptRequest(shot.id, prompts[shot.id].prompt.prompt, shot.settings.negative_prompt)
+        for shot in order
+        if work.cache is None or not work.reuse or not work.cache.folder(cache_keys[shot.id]).is_dir()
+    ]
 
 
 def _assemble(

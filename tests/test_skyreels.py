@@ -365,16 +365,29 @@ def test_progress_reports_load_every_denoising_row_and_decode(tiny_df: Path) -> 
     assert "load" not in {e.stage for e in events_again}  # loaded once
 
 
-def test_offload_can_be_switched_on_after_loading(tiny_df: Path) -> None:
-    """render() switches offloading on when a shot runs out of GPU memory; frames must not change."""
+def test_offload_on_the_cpu_makes_no_room_and_says_so(tiny_df: Path) -> None:
+    """The out-of-memory ladder asks for offloading; on the CPU there is nowhere to move the weights, so the
+    generator declines (and the ladder goes on to smaller windows instead of retrying the same thing)."""
     glide = film(shot("glide", 9)).shot("glide")
     with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
         first = generate(generator, glide)
-        assert not generator.offloading
-        generator.enable_offload()
+        assert generator.enable_offload() is False
         second = generate(generator, glide)
-    assert generator.offloading
-    assert (first.info["offload"], second.info["offload"]) == ("none", "none (the model runs on the CPU)")
+        assert not generator.offloading
+    assert first.info["offload"] == second.info["offload"] == "none"
+    assert np.array_equal(first.frames, second.frames)
+
+
+@pytest.mark.gpu
+def test_offload_can_be_switched_on_after_loading_on_a_gpu(tiny_df: Path) -> None:
+    """render() switches offloading on when a shot runs out of GPU memory; frames must not change."""
+    glide = film(shot("glide", 9)).shot("glide")
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), device="cuda", compile="false")) as generator:
+        first = generate(generator, glide)
+        assert generator.enable_offload() is True
+        second = generate(generator, glide)
+        assert generator.offloading
+    assert second.info["offload"].startswith("group offloading")
     assert np.array_equal(first.frames, second.frames)
 
 
@@ -1165,3 +1178,46 @@ def test_gpu_decoding_piece_by_piece_needs_less_memory() -> None:
     assert pieces < whole / 4, (pieces, whole)
     expected = to_uint8(pipeline.video_processor.postprocess_video(video, output_type="np")[0])
     assert np.abs(frames.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.61 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000 bytes"),
+    ],
+    ids=["torch", "allocator"],
+)
+def test_the_device_running_out_of_memory_is_reported_through_the_contract(
+    tiny_df: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """The core never sees torch's errors: a shot that does not fit is storyreel's OutOfMemory, which render()
+    answers with its degrade ladder; any other failure stays a failure."""
+    from storyreel.errors import OutOfMemory
+
+    glide = film(shot("glide", 9)).shot("glide")
+
+    @functools.wraps(diffusers.SkyReelsV2DiffusionForcingPipeline.__call__)  # keeps its signature
+    def fails(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(diffusers.SkyReelsV2DiffusionForcingPipeline, "__call__", fails)
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        with pytest.raises(OutOfMemory, match="shot 'glide' ran out of cpu memory") as raised:
+            generator.generate(request(glide))
+    assert raised.value.__cause__ is error
+
+
+def test_another_failure_is_not_taken_for_running_out_of_memory(
+    tiny_df: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glide = film(shot("glide", 9)).shot("glide")
+
+    @functools.wraps(diffusers.SkyReelsV2DiffusionForcingPipeline.__call__)  # keeps its signature
+    def fails(self, *args, **kwargs):
+        raise RuntimeError("shapes cannot be multiplied (2x3 and 4x5)")
+
+    monkeypatch.setattr(diffusers.SkyReelsV2DiffusionForcingPipeline, "__call__", fails)
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        with pytest.raises(GenerationError, match="shapes cannot be multiplied"):
+            run_generator(generator, request(glide), ignore_progress)

@@ -113,9 +113,9 @@ class SkyReelsGenerator(Generator):
 
     def enable_offload(self) -> bool:
         """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory.
-        Returns False when they already are, or cannot be: float8 weights stay on the GPU. Compiled blocks run
-        uncompiled from then on."""
-        if self._offload or self.runtime.fp8:
+        Returns False when they already are, or when it cannot make room: float8 weights stay on the GPU, and
+        a model that runs on the CPU has nowhere else to go. Compiled blocks run uncompiled from then on."""
+        if self._offload or self.runtime.fp8 or self.device.type == "cpu":
             return False
         self._offload = True
         if self._loaded is not None:
