@@ -6,6 +6,8 @@ models in :mod:`storyreel.format` attach these checks to their fields.
 
 >>> parse_duration("1500ms"), parse_resolution("720p"), resolution_size("540P")
 (1.5, '720P', (960, 544))
+>>> parse_attention("SDPA"), parse_compile(False), parse_precision("fp8")
+('sdpa', 'false', 'fp8')
 """
 
 from __future__ import annotations
@@ -55,8 +57,17 @@ MAX_AR_STEP = 100
 MAX_PROMPT_CHARS = 100_000  # one prompt, its {{ character }} references filled in
 MAX_FILM_PROMPT_CHARS = 20_000_000  # every prompt and setting of the film, filled in
 
-# Generation settings that apply to the whole film: a scene or a shot may not set them.
-FILM_ONLY_SETTINGS = ("resolution", "fps")
+# Generation settings that apply to the whole film: a scene or a shot may not set them. The last three say how
+# the transformer runs, which a render decides once, when it loads the model.
+FILM_ONLY_SETTINGS = ("resolution", "fps", "attention", "compile", "precision")
+
+# --- how the transformer runs ---------------------------------------------------------------------------------
+# Each is a word from a short list (docs/skyreels.md says what each does). `auto` leaves the choice to the
+# generator, which records what it ran in the manifest.
+
+ATTENTION_KERNELS = ("auto", "flash3", "sage", "flash", "cudnn", "sdpa")
+COMPILE_CHOICES = ("auto", "true", "false")
+PRECISIONS = ("bf16", "fp8")
 
 # --- scalar formats -------------------------------------------------------------------------------------------
 
@@ -229,6 +240,37 @@ def _known_word(value: Any, normalise: Callable[[str], str], known: tuple[str, .
             )
         return normalised
     return value
+
+
+# --- how the transformer runs ---------------------------------------------------------------------------------
+
+
+def parse_attention(value: Any) -> str:
+    """An attention kernel: ``auto``, ``flash3``, ``sage``, ``flash``, ``cudnn`` or ``sdpa`` (any case)."""
+    return _one_of(value, ATTENTION_KERNELS, "attention kernel")
+
+
+def parse_compile(value: Any) -> str:
+    """Whether to compile the transformer: ``auto``, ``true`` or ``false`` (YAML's true/false included)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _one_of(value, COMPILE_CHOICES, "compile setting")
+
+
+def parse_precision(value: Any) -> str:
+    """The transformer's precision: ``bf16`` or ``fp8``."""
+    return _one_of(value, PRECISIONS, "precision")
+
+
+def _one_of(value: Any, known: tuple[str, ...], what: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in known:
+        return text
+    close = difflib.get_close_matches(text, known, n=1) if text else []
+    raise field_error(
+        f"{value!r} is not a{'n' if what[0] in 'aeiou' else ''} {what}",
+        (f"did you mean '{close[0]}'? " if close else "") + "use one of: " + ", ".join(known),
+    )
 
 
 # --- text -----------------------------------------------------------------------------------------------------

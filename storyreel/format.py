@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -39,7 +40,9 @@ from .camera import ANGLES, MOVES, SHOT_TYPES, Angle, ShotType, parse_move
 from .checks import storyboard_problems
 from .errors import Problem, StoryboardError
 from .fields import (
+    ATTENTION_KERNELS,
     CHARACTER_NAME,
+    COMPILE_CHOICES,
     IDENTIFIER,
     MAX_AR_STEP,
     MAX_BASE_NUM_FRAMES,
@@ -47,6 +50,7 @@ from .fields import (
     MAX_ID_LENGTH,
     MAX_PROMPT_CHARS,
     MAX_SHOT_FRAMES,
+    PRECISIONS,
     FadeDuration,
     ShotDuration,
     Transition,
@@ -55,6 +59,9 @@ from .fields import (
     field_error,
     four_k_plus_one,
     not_blank,
+    parse_attention,
+    parse_compile,
+    parse_precision,
     parse_resolution,
     shot_type,
 )
@@ -64,12 +71,17 @@ from .yaml_source import Path_, SourceMap, field_name
 
 FORMAT_VERSION = 1
 
-# SkyReels-V2's default negative prompt, in English: the artefacts diffusion forcing tends to produce.
+# SkyReels-V2's own negative prompt, character for character: its reference scripts give the model this
+# Chinese text, the negative prompt the Wan-family models were tuned with, so a translation would be another
+# input than the one the model knows. In English: garish colours, overexposed, static, blurry details,
+# subtitles, style, artwork, painting, picture, still, greyish overall, worst quality, low quality, JPEG
+# compression artefacts, ugly, mutilated, extra fingers, badly drawn hands, badly drawn face, deformed,
+# disfigured, malformed limbs, fused fingers, motionless frame, cluttered background, three legs, many
+# people in the background, walking backwards.
 DEFAULT_NEGATIVE_PROMPT = (
-    "oversaturated colours, overexposed, static, blurry details, subtitles, text, watermark, style, artwork, "
-    "painting, still image, greyish tone, worst quality, low quality, JPEG artefacts, ugly, mutilated, extra "
-    "fingers, badly drawn hands, badly drawn face, deformed, disfigured, malformed limbs, fused fingers, frozen "
-    "frame, cluttered background, three legs, crowded background, walking backwards"
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 
 
@@ -130,6 +142,10 @@ class Camera(_Model):
         return value
 
 
+def _unless_none(parse: Callable[[Any], str]) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else parse(value)
+
+
 class Generation(_Model):
     """Diffusion-forcing settings. Every key is optional: a shot inherits what it does not set from its scene,
     the scene from the film, the film from storyreel's defaults (SkyReels-V2's recommended values)."""
@@ -176,6 +192,24 @@ class Generation(_Model):
         None, ge=1, le=MAX_CAUSAL_BLOCK_SIZE, description="latent frames per causal block (5 with ar_step 5)"
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="film seed; shots derive their own")
+    # How the transformer runs: film-wide (a render loads the model once), and not part of any shot's settings.
+    attention: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_attention)),
+        WithJsonSchema({"enum": list(ATTENTION_KERNELS)}),
+    ] = Field(None, description="attention kernel: auto (default) picks the fastest exact one installed")
+    compile: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_compile)),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": list(COMPILE_CHOICES)}]}),
+    ] = Field(
+        None, description="compile the transformer's blocks: auto (default, on for CUDA), true or false"
+    )
+    precision: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_precision)),
+        WithJsonSchema({"enum": list(PRECISIONS)}),
+    ] = Field(None, description="the transformer's precision: bf16 (default) or fp8 (faster, lossy)")
 
 
 GENERATION_DEFAULTS: dict[str, Any] = {
@@ -192,6 +226,8 @@ GENERATION_DEFAULTS: dict[str, Any] = {
     "causal_block_size": 1,
     "seed": 42,
 }
+# The film-wide settings of how the transformer runs, by default.
+TRANSFORMER_DEFAULTS: dict[str, str] = {"attention": "auto", "compile": "auto", "precision": "bf16"}
 
 
 class Character(_Model):
@@ -276,7 +312,7 @@ class Storyboard(_Model):
     logline: str | None = None
     style: str | None = Field(None, description="look every shot inherits")
     negative_prompt: str | None = Field(
-        None, description="what to avoid; SkyReels-V2's artefact list by default"
+        None, description="what to avoid; SkyReels-V2's own negative prompt (in Chinese) by default"
     )
     generation: Generation = Field(default_factory=lambda: Generation())
     enhancer: EnhancerSettings = Field(default_factory=lambda: EnhancerSettings())

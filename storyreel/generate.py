@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .backends import GENERATORS, available, load_backend
-from .errors import GenerationError, UserError
+from .errors import GenerationError, OutOfMemory, UserError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -101,6 +101,15 @@ class ShotRequest:
                 raise GenerationError(f"shot '{shot.id}' needs a {shot.width}x{shot.height} start image")
 
 
+@dataclass(frozen=True)
+class PromptRequest:
+    """The text of a shot about to be generated: what :meth:`Generator.prepare_prompts` is handed."""
+
+    shot_id: str
+    prompt: str  # the enhanced prompt
+    negative_prompt: str
+
+
 @dataclass
 class Clip:
     """A generated shot: its own frames, and what making them cost."""
@@ -158,6 +167,19 @@ class Generator(ABC):
 
     def close(self) -> None:  # noqa: B027 - a default that does nothing, on purpose
         """Release models and memory. The default has nothing to release."""
+
+    def prepare_prompts(  # noqa: B027 - a default that does nothing, on purpose
+        self, prompts: Sequence[PromptRequest], progress: ProgressCallback = ignore_progress
+    ) -> None:
+        """The prompts of every shot this render is about to generate, in render order, handed over once before
+        the first of them is generated (shots the shot cache holds are not among them).
+
+        A generator with a text encoder can encode them all now and then free the encoder's memory for the
+        shots (the SkyReels-V2 generator moves its 11 GB umT5 off the GPU). It must still accept a request
+        whose prompt was not handed over. Running out of memory here (OutOfMemory) costs nothing: render()
+        releases memory and each shot goes through the out-of-memory ladder as usual. Progress is reported
+        under the first shot's id. The default: nothing.
+        """
 
     def __enter__(self) -> Self:
         return self
@@ -220,20 +242,31 @@ class Generator(ABC):
 
 class LazyGenerator:
     """A render's generator, started on first use (a render whose shots are all cached loads no model) and
-    closed at the end; a generator object handed in is used as it is and left open."""
+    closed at the end; a generator object handed in is used as it is and left open.
+
+    ``upcoming`` holds the prompts of the shots the render is about to generate: on first use they are
+    handed to :meth:`Generator.prepare_prompts`, once.
+    """
 
     def __init__(self, backend: type[Generator] | Generator, options: GeneratorOptions):
         self.backend = backend
         self.name: str = backend.name
         self.options = options
         self.owned: Generator | None = None
+        self.upcoming: list[PromptRequest] = []
+        self.prepared = False
 
-    def get(self) -> Generator:
+    def get(self, progress: ProgressCallback = ignore_progress) -> Generator:
         if isinstance(self.backend, Generator):
-            return self.backend
-        if self.owned is None:
-            self.owned = start_generator(self.backend, self.options)
-        return self.owned
+            generator = self.backend
+        else:
+            if self.owned is None:
+                self.owned = start_generator(self.backend, self.options)
+            generator = self.owned
+        if self.upcoming and not self.prepared:
+            self.prepared = True  # once, even if it fails: each shot still encodes its own prompt then
+            prepare_prompts(generator, self.upcoming, progress)
+        return generator
 
     def __enter__(self) -> LazyGenerator:
         return self
@@ -261,6 +294,26 @@ def start_generator(backend: type[Generator], options: GeneratorOptions) -> Gene
     except Exception as exc:
         raise GenerationError(
             f"the {backend.name} generator failed to start: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def prepare_prompts(
+    generator: Generator, prompts: Sequence[PromptRequest], progress: ProgressCallback
+) -> None:
+    """Hand ``prompts`` to the generator; a failure that is not the user's is a GenerationError naming it.
+
+    Running out of memory while preparing is not a failure: preparing is a head start, and each shot then
+    loads what it needs inside render()'s out-of-memory ladder (offloading, smaller windows)."""
+    try:
+        generator.prepare_prompts(prompts, progress)
+    except OutOfMemory:
+        generator.release_memory()
+    except (UserError, GenerationError):
+        raise
+    except Exception as exc:
+        raise GenerationError(
+            f"the {generator.name} generator failed preparing the prompts of {len(prompts)} shot(s): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
 
 

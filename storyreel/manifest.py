@@ -6,6 +6,7 @@ Scripts rely on these names (SPEC); new keys may be added, existing ones keep th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,11 @@ class ShotEntry(_Entry):
         default_factory=list,
         description="what was given up to fit in GPU memory (offload, base_num_frames=77)",
     )
+    attention: str | None = Field(
+        None, description="the attention kernel the transformer ran with; null without a model (the animatic)"
+    )
+    compile: str | None = Field(None, description="whether the transformer was compiled: true, false or auto")
+    precision: str | None = Field(None, description="the transformer's precision: bf16, or fp8 (lossy)")
     generator_info: dict[str, Any] = Field(
         default_factory=dict, description="the generator's own facts: pipeline, precision, windows run"
     )
@@ -76,11 +82,14 @@ class ShotEntry(_Entry):
         dit_passes: int = 0,
         seconds: float = 0.0,
         info: dict[str, Any] | None = None,
+        transformer: Mapping[str, str] | None = None,
     ) -> ShotEntry:
         """The line for ``shot``: made from ``prompt``, under cache ``key``, ``frames`` long; ``dit_passes``
         and ``seconds`` are what this render spent on it (none for a reused shot), ``info`` the generator's
-        facts (kept in the cache for a reused shot), its ``degraded`` list included."""
+        facts (kept in the cache for a reused shot), its ``degraded`` list included. ``transformer`` is how
+        the generator was asked to run its transformer (None: it has none)."""
         info = json_friendly(info or {})
+        ran = transformer_run(info, transformer)
         return cls(
             id=shot.id,
             scene=shot.scene,
@@ -100,10 +109,32 @@ class ShotEntry(_Entry):
             cached=cached,
             dit_passes=dit_passes,
             seconds_generating=round(seconds, 3),
+            attention=ran["attention"],
+            compile=ran["compile"],
+            precision=ran["precision"],
             degraded=list(info.get("degraded", [])),
             generator_info={k: v for k, v in info.items() if k != "degraded"},
             path=f"shots/{shot.id}.mp4",
         )
+
+
+def transformer_run(info: Mapping[str, Any], asked: Mapping[str, str] | None) -> dict[str, str | None]:
+    """How a shot's transformer ran: what the generator reported in ``Clip.info`` (the kernel that actually
+    ran, say), else what it was ``asked``; nothing when it has no transformer (``asked`` is None and it
+    reported nothing). A true/false is written as the storyboard writes it.
+
+    >>> transformer_run({"attention": "flash3"}, {"attention": "auto", "compile": "auto", "precision": "bf16"})
+    {'attention': 'flash3', 'compile': 'auto', 'precision': 'bf16'}
+    >>> transformer_run({"compile": True}, None)
+    {'attention': None, 'compile': 'true', 'precision': None}
+    """
+    ran: dict[str, str | None] = {}
+    for key in ("attention", "compile", "precision"):
+        value = info.get(key, asked.get(key) if asked is not None else None)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        ran[key] = None if value is None else str(value)
+    return ran
 
 
 def json_friendly(info: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@ place on the film's timeline and an estimate of the cost. The arithmetic (frame 
 prefixes, timestep rows, FLOPs) is :mod:`storyreel.frames`; this module applies it to a film: what
 to report, what to note, and the :class:`FilmPlan` the later stages get. Shots are drafted in render
 order, a continuing shot after its parent, and become :class:`ShotPlan`s once the film is known good.
+
+How the transformer runs (attention kernel, compilation, precision) is decided once for the film
+(:class:`TransformerSettings`): it reaches the generator through its options, never a shot's settings.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_core import PydanticCustomError
 
 from .assets import unreachable
 from .errors import Problem, StoryboardError
+from .fields import parse_attention, parse_compile, parse_precision
 from .frames import (
     Mode,
     Window,
@@ -43,6 +48,7 @@ from .storyboard import (
     MAX_BASE_NUM_FRAMES,
     MAX_CAUSAL_BLOCK_SIZE,
     MAX_SHOT_FRAMES,
+    TRANSFORMER_DEFAULTS,
     Camera,
     Shot,
     Storyboard,
@@ -54,6 +60,17 @@ MAX_SEED = 2**32 - 1
 DEFAULT_TRANSITION_SECONDS = 0.5
 H100_BF16_PEAK_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
+
+# Defaults that follow the SkyReels-V2 reference where it differs by film size or model (docs/skyreels.md):
+# its 720P models see windows of 121 frames, which a film of 720P's pixel count or more gets by default...
+WINDOW_720P = 121
+PIXELS_720P = 1280 * 720
+# ...and its plain image-to-video models are run with less guidance and a lower shift than diffusion forcing.
+PLAIN_IMAGE_TO_VIDEO = "SkyReelsV2ImageToVideoPipeline"
+PLAIN_IMAGE_TO_VIDEO_DEFAULTS: dict[str, float] = {"guidance_scale": 5.0, "shift": 3.0}
+# The frame rates SkyReels-V2 makes: its fps conditioning tells only 16 from every other rate, which it was
+# trained on as 24 fps, so any other rate would play its motion too fast or too slow.
+MODEL_FRAME_RATES = (24, 16)
 
 
 class _Frozen(BaseModel):
@@ -124,6 +141,18 @@ class Estimate(_Frozen):
     architecture: str | None
 
 
+class TransformerSettings(_Frozen):
+    """How the transformer runs, for the whole film: the storyboard's ``generation:`` keys of these names, or
+    the command line's flags. They are not in any shot's settings: a render decides them once, when it loads
+    the model, and hands them to the generator in its options (whose identity puts them in every cache key)."""
+
+    attention: str = Field(
+        TRANSFORMER_DEFAULTS["attention"], description="auto | flash3 | sage | flash | cudnn | sdpa"
+    )
+    compile: str = Field(TRANSFORMER_DEFAULTS["compile"], description="auto (on for CUDA) | true | false")
+    precision: str = Field(TRANSFORMER_DEFAULTS["precision"], description="bf16 | fp8 (lossy)")
+
+
 class FilmPlan(_Frozen):
     title: str
     width: int
@@ -136,6 +165,9 @@ class FilmPlan(_Frozen):
     chains: list[list[str]]
     shots: list[ShotPlan]
     estimate: Estimate
+    transformer: TransformerSettings = Field(
+        default_factory=TransformerSettings, description="how the transformer runs (a model's renders only)"
+    )
     notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
 
     _by_id: dict[str, ShotPlan] | None = PrivateAttr(None)
@@ -166,32 +198,58 @@ def derive_seed(film_seed: int, shot_id: str) -> int:
 
 @collector_paused()
 def plan_film(
-    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None = None,
+    model: str | None = None,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
+    allow_outside: bool = False,
 ) -> FilmPlan:
     """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
 
     ``seed`` replaces the film seed and every scene's seed (``--seed``); a seed written on a shot itself is
-    kept. ``model`` replaces every shot's model (``--model``). Raises StoryboardError listing every problem.
+    kept. ``model`` replaces every shot's model (``--model``). ``attention``, ``compile`` and ``precision``
+    replace the storyboard's (``--attention``, ``--compile/--no-compile``, ``--precision``); None keeps it.
+    Raises StoryboardError listing every problem.
 
     >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
     >>> plan.shot("glide").windows  # doctest: +SKIP
     [Window(latent_frames=25, prefix_latent_frames=0, denoise_steps=30)]
     """
-    plan, problems = _plan(board, seed=seed, model=model, allow_outside=allow_outside)
+    given = {"attention": attention, "compile": compile, "precision": precision}
+    plan, problems = _plan(board, seed=seed, model=model, transformer=given, allow_outside=allow_outside)
     StoryboardError.raise_if_any(problems)
     assert plan is not None
     return plan
 
 
 def film_problems(
-    board: Storyboard, *, seed: int | None = None, model: str | None = None, allow_outside: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None = None,
+    model: str | None = None,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
+    allow_outside: bool = False,
 ) -> list[Problem]:
     """Every problem :func:`plan_film` would raise, as a list (empty when the film can be planned)."""
-    return _plan(board, seed=seed, model=model, allow_outside=allow_outside, check_only=True)[1]
+    given = {"attention": attention, "compile": compile, "precision": precision}
+    return _plan(
+        board, seed=seed, model=model, transformer=given, allow_outside=allow_outside, check_only=True
+    )[1]
 
 
 def _plan(
-    board: Storyboard, *, seed: int | None, model: str | None, allow_outside: bool, check_only: bool = False
+    board: Storyboard,
+    *,
+    seed: int | None,
+    model: str | None,
+    transformer: dict[str, Any],
+    allow_outside: bool,
+    check_only: bool = False,
 ) -> tuple[FilmPlan | None, list[Problem]]:
     """1. the storyboard's own checks, 2. the shot graph, 3. a draft of every shot, 4. the film's plan."""
     problems = board.problems(allow_outside=allow_outside)
@@ -201,6 +259,7 @@ def _plan(
         )
     if model is not None and (trouble := unreachable(model, board.base_dir)):
         problems.append(Problem("--model", None, None, "", trouble.message, trouble.fix))
+    running = _transformer_settings(board, transformer, problems)
     ids = [shot.id for _, _, _, shot in board.iter_shots()]
     if len(set(ids)) != len(ids):
         return None, _unique(problems)  # the shot graph needs unique ids; the duplicates are reported
@@ -211,9 +270,36 @@ def _plan(
     planning = _Planning(board, seed, model, problems=problems)
     for shot_id in graph.render_order:  # a parent before the shots continuing it
         planning.draft(graph.nodes[shot_id])
+    planning.check_frame_rate()
     if planning.problems or check_only:
         return None, _unique(planning.problems)
-    return _film_plan(planning, graph), []
+    return _film_plan(planning, graph, running), []
+
+
+# What reads each transformer setting given in code or on the command line, and the flag that gives it.
+_TRANSFORMER_READERS = {"attention": parse_attention, "compile": parse_compile, "precision": parse_precision}
+_TRANSFORMER_FLAGS = {"attention": "--attention", "compile": "--compile", "precision": "--precision"}
+
+
+def _transformer_settings(
+    board: Storyboard, given: dict[str, Any], problems: list[Problem]
+) -> TransformerSettings:
+    """The film's transformer settings: what was given (the command line, or render()'s arguments), else the
+    storyboard's, else the defaults. A given value that is not one of the choices is a problem."""
+    values = dict(TRANSFORMER_DEFAULTS)
+    for key, read in _TRANSFORMER_READERS.items():
+        written = getattr(board.generation, key)
+        if written is not None:
+            values[key] = written
+        if given.get(key) is None:
+            continue
+        try:
+            values[key] = read(given[key])
+        except PydanticCustomError as exc:
+            context = exc.context or {}
+            flag = _TRANSFORMER_FLAGS[key]
+            problems.append(Problem(flag, None, None, "", context.get("message", ""), context.get("fix", "")))
+    return TransformerSettings(**values)
 
 
 class _Notes:
@@ -264,7 +350,9 @@ class _Planning:
     model: str | None  # --model
     problems: list[Problem]
     notes: _Notes = field(default_factory=_Notes)
+    film_notes: list[str] = field(default_factory=list)  # about the whole film, shown before the shots'
     drafts: dict[str, _Draft] = field(default_factory=dict)
+    pipelines: dict[str, str | None] = field(default_factory=dict)  # model setting -> its pipeline class
     width: int = field(init=False)
     height: int = field(init=False)
     fps: int = field(init=False)
@@ -293,6 +381,21 @@ class _Planning:
             self.notes.add(shot.id, hint)
         self.drafts[shot.id] = _Draft(shot, node, mode, settings, frames, requested, windows)
 
+    def check_frame_rate(self) -> None:
+        """A film made by a model is at a rate the model makes (the animatic draws any rate)."""
+        models = sorted({d.settings.model for d in self.drafts.values() if d.settings.model is not None})
+        if not models or self.fps in MODEL_FRAME_RATES:
+            return
+        self.problems.append(
+            self.board.problem(
+                ("generation", "fps"),  # the default, 24, is a rate the model makes: so this was written
+                f"{self.fps} fps cannot be made with a SkyReels-V2 model ('{models[0]}'): its frame-rate "
+                "conditioning tells only 16 fps from every other rate, which it was trained on as 24 fps, so at "
+                f"{self.fps} fps the film's motion would play at the wrong speed",
+                "set fps: 24 (or 16); for a previs at this rate, render without a model (an animatic)",
+            )
+        )
+
     def _settings(self, shot: Shot, mode: Mode) -> tuple[GenerationSettings, dict[str, Path_ | None]]:
         """The shot's effective settings, and where each was written (None: storyreel's default)."""
         written = self.board.settings_of(shot)
@@ -304,6 +407,8 @@ class _Planning:
             values["seed"] = derive_seed(self.seed if self.seed is not None else values["seed"], shot.id)
         if self.model is not None:
             values["model"] = self.model
+        for key, value in self._reference_defaults(shot, values["model"], where).items():
+            values[key] = value
         if mode == "image" and (values["ar_step"] or values["causal_block_size"] != 1):
             self.notes.add(
                 shot.id,
@@ -316,6 +421,49 @@ class _Planning:
             width=self.width, height=self.height, negative_prompt=negative_prompt, **values
         )
         return settings, where
+
+    def _reference_defaults(
+        self, shot: Shot, model: str | None, where: dict[str, Path_ | None]
+    ) -> dict[str, Any]:
+        """The settings the storyboard leaves to storyreel where SkyReels-V2's reference uses another value
+        for this film's size or this model (a value the storyboard writes always wins), each said in a note.
+
+        A 720P-sized film (or larger) sees 121-frame windows; a plain image-to-video model folder is run with
+        guidance 5.0 and shift 3.0. A model not on this machine is not known to be plain image-to-video, so
+        it keeps the diffusion-forcing values.
+        """
+        chosen: dict[str, Any] = {}
+        if where["base_num_frames"] is None and self.width * self.height >= PIXELS_720P:
+            chosen["base_num_frames"] = WINDOW_720P
+            self._film_note(
+                f"base_num_frames is {WINDOW_720P} by default at {self.width}x{self.height}, the window SkyReels-V2's "
+                f"720P models see (films of fewer pixels than 1280x720 get {GENERATION_DEFAULTS['base_num_frames']}); "
+                "set base_num_frames to choose another"
+            )
+        if model is not None and self._pipeline_class(model) == PLAIN_IMAGE_TO_VIDEO:
+            plain = {key: value for key, value in PLAIN_IMAGE_TO_VIDEO_DEFAULTS.items() if where[key] is None}
+            chosen.update(plain)
+            guidance, shift = (
+                PLAIN_IMAGE_TO_VIDEO_DEFAULTS["guidance_scale"],
+                PLAIN_IMAGE_TO_VIDEO_DEFAULTS["shift"],
+            )
+            if plain:
+                self._film_note(
+                    f"model '{model}' is a plain image-to-video model: guidance_scale and shift default to "
+                    f"{guidance} and {shift}, SkyReels-V2's values for such a model (6.0 and 8.0 are for "
+                    "diffusion forcing); a value the storyboard sets is used instead"
+                )
+        return chosen
+
+    def _pipeline_class(self, model: str) -> str | None:
+        """The pipeline class a model setting's folder records (None when it is not on this machine), read once."""
+        if model not in self.pipelines:
+            self.pipelines[model] = resolve_model(model, self.board.base_dir).pipeline_class()
+        return self.pipelines[model]
+
+    def _film_note(self, text: str) -> None:
+        if text not in self.film_notes:
+            self.film_notes.append(text)
 
     def _check_window_settings(
         self, shot: Shot, settings: GenerationSettings, where: dict[str, Path_ | None]
@@ -333,7 +481,9 @@ class _Planning:
                 max_base=MAX_BASE_NUM_FRAMES,
                 max_block=MAX_CAUSAL_BLOCK_SIZE,
             )
-            self.problems.append(_setting_problem(self.board, where, fault.setting, shot, fault.message, fix))
+            self.problems.append(
+                _setting_problem(self.board, where, fault.setting, shot, settings, fault.message, fix)
+            )
         if settings.addnoise_condition > 60:
             self.notes.add(
                 shot.id,
@@ -387,17 +537,21 @@ class _Planning:
             return True
         message = f"needs the last {needed} frames of '{parent.shot.id}', which has only {available}"
         fix = _parent_fix(parent, needed, self.fps)
-        self.problems.append(_setting_problem(self.board, where, "overlap_history", shot, message, fix))
+        self.problems.append(
+            _setting_problem(self.board, where, "overlap_history", shot, settings, message, fix)
+        )
         return False
 
 
-def _film_plan(planning: _Planning, graph: ShotGraph) -> FilmPlan:
+def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSettings) -> FilmPlan:
     """The plan of a film whose every shot drafted without a problem."""
     board, fps = planning.board, planning.fps
     plans = [_shot_plan(board, planning.drafts[s], fps) for s in graph.timeline]
     timeline_plans = _place_on_timeline(plans, planning.notes)
     film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
     estimate, model_notes = _estimate(board, timeline_plans)
+    if any(plan.settings.model for plan in timeline_plans):  # an animatic has no transformer to run
+        model_notes += _transformer_notes(transformer)
     return FilmPlan(
         title=board.title,
         width=planning.width,
@@ -410,8 +564,26 @@ def _film_plan(planning: _Planning, graph: ShotGraph) -> FilmPlan:
         chains=graph.chains,
         shots=timeline_plans,
         estimate=estimate,
-        notes=planning.notes.lines() + model_notes,
+        transformer=transformer,
+        notes=planning.film_notes + planning.notes.lines() + model_notes,
     )
+
+
+def _transformer_notes(transformer: TransformerSettings) -> list[str]:
+    """What a user should know about a lossy choice: its frames are not the ones bf16 and exact attention give."""
+    notes = []
+    if transformer.precision == "fp8":
+        notes.append(
+            "precision fp8: the transformer's weights and matrix products are 8-bit floats, faster and "
+            "smaller than bf16 but lossy: the frames differ from a bf16 render's (set precision: bf16 for "
+            "the reference quality)"
+        )
+    if transformer.attention == "sage":
+        notes.append(
+            "attention sage: SageAttention computes attention in 8 bits, which is lossy: the frames differ "
+            "from an exact kernel's (auto picks only exact kernels)"
+        )
+    return notes
 
 
 def _shot_plan(board: Storyboard, draft: _Draft, fps: int) -> ShotPlan:
@@ -551,9 +723,16 @@ def _model_note(ref: ModelRef, sized: bool) -> str | None:
 
 
 def _setting_problem(
-    board: Storyboard, where: dict[str, Path_ | None], key: str, shot: Shot, message: str, fix: str
+    board: Storyboard,
+    where: dict[str, Path_ | None],
+    key: str,
+    shot: Shot,
+    settings: GenerationSettings,
+    message: str,
+    fix: str,
 ) -> Problem:
-    """A problem with a generation setting, pinned to where the setting was written.
+    """A problem with a generation setting, pinned to where the setting was written (the shot, when it is
+    storyreel's default, whose value ``settings`` holds).
 
     A setting written once for the film (or a scene) is reported once, not once per shot inheriting it.
     """
@@ -562,7 +741,7 @@ def _setting_problem(
         si, hi, _, _ = board.find_shot(shot.id)
         return board.problem(
             ("scenes", si, "shots", hi),
-            f"shot '{shot.id}': {message} (with the default {key}: {GENERATION_DEFAULTS[key]})",
+            f"shot '{shot.id}': {message} (with the default {key}: {getattr(settings, key)})",
             fix,
         )
     if path[2:3] == ("shots",):

@@ -33,7 +33,7 @@ from .cache import ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
-from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent
+from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent, PromptRequest
 from .manifest import FilmEntry, Manifest, ShotEntry
 from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
@@ -107,6 +107,9 @@ def render(
     device: str | None = None,
     dtype: str | None = None,
     offload: bool = False,
+    attention: str | None = None,
+    compile: bool | str | None = None,
+    precision: str | None = None,
     progress: RenderProgress | None = None,
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
@@ -119,6 +122,8 @@ def render(
       their shot changes, unless ``refresh_prompts``.
     - ``only``: just those shots and the shots they continue, without assembling the film.
       ``seed`` replaces the film seed.
+    - ``attention`` (auto, flash3, sage, flash, cudnn, sdpa), ``compile`` (True, False or "auto") and
+      ``precision`` (bf16, fp8) replace the storyboard's settings of how the transformer runs.
     - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
       user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
       generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
@@ -138,7 +143,15 @@ def render(
         # 2. Plan: every check happens here, the storyboard's first, then the generator's (an unknown name, a
         #    missing extra or model, shots it cannot make), before anything is spent
         report.stage("plan")
-        plan = plan_film(board, seed=seed, allow_outside=allow_outside, model=model)
+        plan = plan_film(
+            board,
+            seed=seed,
+            model=model,
+            attention=attention,
+            compile=compile,
+            precision=precision,
+            allow_outside=allow_outside,
+        )
         selected = _select(plan, only)
         order = [plan.shot(s) for s in plan.render_order if s in selected]
         name, model_id = choose_generator(plan, generator)
@@ -148,7 +161,14 @@ def render(
         else:
             backend = load_backend(GENERATORS, name)
             options = GeneratorOptions(
-                model=model_id, device=device, dtype=dtype, offload=offload, base_dir=board.base_dir
+                model=model_id,
+                device=device,
+                dtype=dtype,
+                offload=offload,
+                base_dir=board.base_dir,
+                attention=plan.transformer.attention,
+                compile=plan.transformer.compile,
+                precision=plan.transformer.precision,
             )
         backend.check_plan(order, options)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
@@ -181,6 +201,7 @@ def render(
                 cache=cache,
                 reuse=reuse,
                 storyboard=str(board.path.resolve()) if board.path else None,
+                transformer=None if name == ANIMATIC else plan.transformer.model_dump(),
                 note=report.note,
                 progress=report.shot_progress,
             )
@@ -350,6 +371,8 @@ def _generate(
     """Stage 4: make every shot of ``order``, entering each in the manifest (written after each shot). A shot
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
+    cache_keys = _cache_keys(order, prompts, keys)
+    work.generator.upcoming = _upcoming_prompts(order, prompts, cache_keys, work)
     tails = TailKeeper(order)
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}  # shot id -> why it was not made
@@ -362,10 +385,9 @@ def _generate(
             )
             tails.skip(shot)
             continue
-        prompt = prompts[shot.id]
-        parent = entries.get(shot.conditioned_on) if shot.conditioned_on else None
-        key = keys.key(shot, prompt.prompt.prompt, parent.cache_key if parent else None)
-        job = ShotJob(shot, prompt, key, tails.tail_for(shot), tails.need.get(shot.id, 0))
+        job = ShotJob(
+            shot, prompts[shot.id], cache_keys[shot.id], tails.tail_for(shot), tails.need.get(shot.id, 0)
+        )
         try:
             result = make_shot(job, work)
         except OutOfMemory as exc:
@@ -382,6 +404,29 @@ def _generate(
             f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
             + "\n".join(failed.values())
         )
+
+
+def _cache_keys(order: list[ShotPlan], prompts: dict[str, ShotPrompt], keys: ShotKeys) -> dict[str, str]:
+    """Every shot's cache key, up front: a shot's key holds its parent's, which is the same whether the parent
+    is reused or made, so no key waits for a shot to be made."""
+    made: dict[str, str] = {}
+    for shot in order:  # render order: a parent's key is there before its continuations need it
+        parent = made[shot.conditioned_on] if shot.conditioned_on else None
+        made[shot.id] = keys.key(shot, prompts[shot.id].prompt.prompt, parent)
+    return made
+
+
+def _upcoming_prompts(
+    order: list[ShotPlan], prompts: dict[str, ShotPrompt], cache_keys: dict[str, str], work: ShotWork
+) -> list[PromptRequest]:
+    """The prompts of the shots of ``order`` the shot cache does not hold, for the generator to prepare before
+    the first is generated. A cache entry found here may still turn out unusable (damaged, too short a
+    tail): that shot's prompt is then prepared when it is generated."""
+    return [
+        PromptRequest(shot.id, prompts[shot.id].prompt.prompt, shot.settings.negative_prompt)
+        for shot in order
+        if work.cache is None or not work.reuse or not work.cache.folder(cache_keys[shot.id]).is_dir()
+    ]
 
 
 def _assemble(

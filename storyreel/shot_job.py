@@ -63,6 +63,8 @@ class ShotWork:
     cache: ShotCache | None  # None: the shot cache is neither read nor written
     reuse: bool  # False: generate every shot again (the cache is still written)
     storyboard: str | None  # the storyboard file, recorded in cache entries for `cache gc`
+    # How the transformer was asked to run (attention, compile, precision); None: the generator has none
+    transformer: dict[str, str] | None
     note: Callable[[str], None]
     progress: ProgressCallback
 
@@ -78,7 +80,13 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
     if hit is not None:
         copy_atomic(hit.mp4, work.folder.shot(shot.id))
         entry = ShotEntry.for_shot(
-            shot, job.prompt, job.key, hit.info.frames, cached=True, info=hit.info.info
+            shot,
+            job.prompt,
+            job.key,
+            hit.info.frames,
+            cached=True,
+            info=hit.info.info,
+            transformer=work.transformer,
         )
         return ShotResult(entry, hit.tail())
 
@@ -89,7 +97,7 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
         tail_frames=job.tail_frames,
         image=_start_image(shot) if shot.image else None,
     )
-    clip, degraded = generate_fitting(work.generator.get(), request, work.note, work.progress)
+    clip, degraded = generate_fitting(work.generator.get(work.progress), request, work.note, work.progress)
     if degraded:
         clip.info["degraded"] = degraded
     tail = footage_tail(clip.frames, job.tail_frames, keep)
@@ -103,6 +111,7 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
         dit_passes=clip.dit_passes,
         seconds=clip.seconds,
         info=clip.info,
+        transformer=work.transformer,
     )
     return ShotResult(entry, tail)
 

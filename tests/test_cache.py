@@ -457,7 +457,7 @@ def test_a_skyreels_chain_resumed_after_an_interruption_is_bit_identical(write_s
     torch.set_num_threads(1)  # oversubscribed OpenMP on a small machine is many times slower
     try:
         model = str(build_tiny_skyreels(tmp_path / "tiny-df"))
-        story = write_story(small_board(steps=2, base_num_frames=17, overlap_history=5))
+        story = write_story(small_board(fps=16, steps=2, base_num_frames=17, overlap_history=5))
         plan = storyreel.plan_film(storyreel.load_storyboard(story), model=model)
         reference = storyreel.render(
             story, out=tmp_path / "reference", model=model, cache_dir=tmp_path / "c1"

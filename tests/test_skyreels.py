@@ -8,6 +8,7 @@ reproducible seeds. Each workaround for a diffusers quirk has a test here that f
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -40,6 +41,10 @@ from storyreel.generate import (  # noqa: E402
     run_generator,
 )
 from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
+from storyreel.generators.skyreels.attention import KERNELS  # noqa: E402
+from storyreel.generators.skyreels.decode import decode_frames, to_uint8  # noqa: E402
+from storyreel.generators.skyreels.quirks import modulate_per_frame  # noqa: E402
+from storyreel.generators.skyreels.runtime import Runtime  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, plan_film  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
@@ -53,8 +58,9 @@ PIPELINES = (
     "SkyReelsV2Pipeline",
     "SkyReelsV2ImageToVideoPipeline",
 )
-# Tiny and quick: 64x64 (4x4 tokens a latent frame), 2 steps, 5-latent windows with a 2-latent overlap.
-TINY = {"resolution": "64x64", "fps": 8, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+# Tiny and quick: 64x64 (4x4 tokens a latent frame), 2 steps, 5-latent windows with a 2-latent overlap, at
+# 16 fps (a rate the model makes, and the fewest frames for a duration).
+TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
 # Asynchronous diffusion forcing at the same scale: blocks of 2 latent frames, 6 to a window.
 ASYNC = {**TINY, "base_num_frames": 21, "ar_step": 1, "causal_block_size": 2}
 
@@ -118,7 +124,7 @@ class PipelineCall:
     shot_id: str
     pipeline: Any
     kwargs: dict[str, Any]
-    output: np.ndarray  # (frames, height, width, 3) floats in [0, 1], as the pipeline returned them
+    latents: torch.Tensor  # (1, channels, latent frames, h, w): the generator decodes them itself
 
 
 @dataclass
@@ -143,7 +149,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         @functools.wraps(original)  # keeps the signature, which the generator reads max_sequence_length from
         def call(pipeline, **kwargs):
             output = original(pipeline, **kwargs)
-            record.calls.append(PipelineCall(record.current, pipeline, kwargs, np.asarray(output.frames[0])))
+            record.calls.append(PipelineCall(record.current, pipeline, kwargs, output.frames))
             return output
 
         return call
@@ -175,6 +181,31 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 def as_video_input(frames: np.ndarray) -> torch.Tensor:
     """(frames, height, width, 3) uint8 -> the (1, frames, 3, height, width) [0, 1] tensor V2V should get."""
     return (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0).unsqueeze(0)
+
+
+def encoded(pipeline: Any, text: str) -> torch.Tensor:
+    """``text`` encoded as the pipeline encodes a prompt it is given as text (in its call: without gradients)."""
+    with torch.no_grad():
+        return pipeline.encode_prompt(
+            prompt=text, do_classifier_free_guidance=False, max_sequence_length=512
+        )[0]
+
+
+def stock_frames(
+    pipeline: Any, kwargs: dict[str, Any], prompt: str, negative_prompt: str, seed: int
+) -> np.ndarray:
+    """What ``pipeline`` returns, as uint8 frames, when given the prompts as text and left to decode the video
+    itself: the generator's call (``kwargs``) the way diffusers' own examples make it."""
+    kwargs = {
+        **{k: v for k, v in kwargs.items() if k not in ("prompt_embeds", "negative_prompt_embeds")},
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "output_type": "np",
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # addnoise_condition's noise (quirk 6), as the generator seeds it
+        video = pipeline(**kwargs).frames[0]  # (frames, height, width, 3) floats in [0, 1]
+    return to_uint8(np.asarray(video))
 
 
 def tiny_board(board: Storyboard) -> Storyboard:
@@ -288,7 +319,7 @@ def test_long_shots_run_the_planned_windows_and_passes(sky: SkyReelsGenerator, s
 
 
 def test_settings_reach_the_pipeline(sky: SkyReelsGenerator, spy: Spy) -> None:
-    settings = {"guidance_scale": 4.5, "steps": 3, "shift": 3.0, "addnoise_condition": 10, "fps": 16}
+    settings = {"guidance_scale": 4.5, "steps": 3, "shift": 3.0, "addnoise_condition": 10, "fps": 24}
     glide = film(shot("glide", 33), **settings).shot("glide")
     clip = generate(sky, glide)
     call = spy.call("glide")
@@ -298,10 +329,15 @@ def test_settings_reach_the_pipeline(sky: SkyReelsGenerator, spy: Spy) -> None:
         "guidance_scale": 4.5,
         "num_inference_steps": 3,
         "addnoise_condition": 10,
-        "fps": 16,
+        "fps": 24,
     }
     assert (call.kwargs["base_num_frames"], call.kwargs["overlap_history"]) == (17, 5)
-    assert (call.kwargs["negative_prompt"], call.kwargs["height"], call.kwargs["width"]) == ("blurry", 64, 64)
+    assert (call.kwargs["height"], call.kwargs["width"]) == (64, 64)
+    for text, embeds in (
+        (glide.prompt, call.kwargs["prompt_embeds"]),
+        ("blurry", call.kwargs["negative_prompt_embeds"]),
+    ):
+        assert torch.equal(embeds, encoded(call.pipeline, text))
     assert call.pipeline.scheduler.config.flow_shift == 3.0
     assert clip.dit_passes == glide.dit_passes == 2 * 3 * len(glide.windows)
 
@@ -322,20 +358,36 @@ def test_progress_reports_load_every_denoising_row_and_decode(tiny_df: Path) -> 
     assert [(e.completed, e.total) for e in events if e.stage == "denoise"] == [
         (i, rows) for i in range(1, rows + 1)
     ]
-    assert [(e.stage, e.completed) for e in events][-2:] == [("decode", 0), ("decode", 1)]
+    latent_frames = latent_count(glide.frames)
+    decoding = [(e.completed, e.total) for e in events if e.stage == "decode"]
+    assert decoding == [(i, latent_frames) for i in range(latent_frames + 1)]  # decoded latent frame by frame
+    assert events[-1].stage == "decode"
     assert "load" not in {e.stage for e in events_again}  # loaded once
 
 
-def test_offload_can_be_switched_on_after_loading(tiny_df: Path) -> None:
-    """render() switches offloading on when a shot runs out of GPU memory; frames must not change."""
+def test_offload_on_the_cpu_makes_no_room_and_says_so(tiny_df: Path) -> None:
+    """The out-of-memory ladder asks for offloading; on the CPU there is nowhere to move the weights, so the
+    generator declines (and the ladder goes on to smaller windows instead of retrying the same thing)."""
     glide = film(shot("glide", 9)).shot("glide")
     with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
         first = generate(generator, glide)
-        assert not generator.offloading
-        generator.enable_offload()
+        assert generator.enable_offload() is False
         second = generate(generator, glide)
-    assert generator.offloading
-    assert (first.info["offload"], second.info["offload"]) == ("none", "none (the model runs on the CPU)")
+        assert not generator.offloading
+    assert first.info["offload"] == second.info["offload"] == "none"
+    assert np.array_equal(first.frames, second.frames)
+
+
+@pytest.mark.gpu
+def test_offload_can_be_switched_on_after_loading_on_a_gpu(tiny_df: Path) -> None:
+    """render() switches offloading on when a shot runs out of GPU memory; frames must not change."""
+    glide = film(shot("glide", 9)).shot("glide")
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), device="cuda", compile="false")) as generator:
+        first = generate(generator, glide)
+        assert generator.enable_offload() is True
+        second = generate(generator, glide)
+        assert generator.offloading
+    assert second.info["offload"].startswith("group offloading")
     assert np.array_equal(first.frames, second.frames)
 
 
@@ -468,14 +520,19 @@ def test_guard_truncated_prefix_is_refused_before_running(sky: SkyReelsGenerator
 
 
 def test_guard_video_to_video_keeps_only_the_new_frames(sky: SkyReelsGenerator, spy: Spy) -> None:
-    """Quirk 5: V2V returns the input video and a re-decoded overlap before the new frames."""
+    """Quirk 5: V2V generates the overlap again before the new frames (and would return the input video first)."""
     dip = film(shot("glide", 17), shot("dip", 12)).shot("dip")
     tail = random_frames(5, seed=3)
     clip = generate(sky, dip, tail=tail)
-    output = spy.call("dip").output
-    assert output.shape[0] == 5 + 5 + 12  # input, re-decoded overlap, new frames
+    call = spy.call("dip")
+    decoded = decode_frames(call.pipeline, call.latents)
+    assert decoded.shape[0] == 5 + 12  # the re-generated overlap, then the new frames
     assert clip.frames.shape == (12, 64, 64, 3)
-    assert np.array_equal(clip.frames, np.rint(output[-12:] * 255).astype(np.uint8))
+    assert np.array_equal(clip.frames, decoded[-12:])
+    kwargs = {**call.kwargs, "generator": torch.Generator("cpu").manual_seed(dip.seed)}
+    stock = stock_frames(call.pipeline, kwargs, "a white swan on the lake, dip", "blurry", dip.seed)
+    assert stock.shape[0] == 5 + 5 + 12  # what the pipeline itself returns: input, overlap, new frames
+    assert np.array_equal(clip.frames, stock[-12:])
 
 
 def test_guard_addnoise_condition_noise_is_seeded(sky: SkyReelsGenerator) -> None:
@@ -498,7 +555,7 @@ def test_guard_one_video_per_call(tiny_df: Path, spy: Spy, tmp_path: Path) -> No
     assert len(spy.calls) == 4
     for call in spy.calls:
         assert call.pipeline.transformer.config.inject_sample_info
-        assert isinstance(call.kwargs["prompt"], str) and call.kwargs["num_videos_per_prompt"] == 1
+        assert call.kwargs["prompt_embeds"].shape[0] == 1 and call.kwargs["num_videos_per_prompt"] == 1
 
 
 def test_quirk_batch_of_two_crashes_the_df_1_3b_configuration() -> None:
@@ -531,6 +588,157 @@ def test_guard_image_shot_whose_last_window_is_short(sky: SkyReelsGenerator) -> 
     clip = generate(sky, heron, image=random_frames(1, seed=6)[0])
     assert (clip.frames.shape[0], clip.dit_passes) == (25, heron.dit_passes)
     assert clip.info["windows"] == [w.model_dump() for w in heron.windows]
+
+
+def test_guard_modulation_is_held_per_frame(sky: SkyReelsGenerator, spy: Spy) -> None:
+    """Quirk 10: the blocks get the timestep modulation once per latent frame, not repeated to every token."""
+    plan = film(shot("glide", 25))  # windows of 5 and 4 latent frames, 16 tokens each
+    glide = plan.shot("glide")
+    generate(sky, glide)  # loads the model (if no test has yet), so its blocks can be hooked
+    transformer = spy.calls[-1].pipeline.transformer
+    shapes: list[tuple[int, ...]] = []
+    hook = transformer.blocks[0].register_forward_pre_hook(lambda module, args: shapes.append(args[2].shape))
+    try:
+        clip = generate(sky, glide)
+    finally:
+        hook.remove()
+    width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    expected = [(1, w.latent_frames, 1, 6, width) for w in glide.windows for _ in range(2 * w.denoise_steps)]
+    assert [tuple(s) for s in shapes] == expected == [(1, 5, 1, 6, 24)] * 4 + [(1, 4, 1, 6, 24)] * 4
+    # diffusers' own layout repeats it to all 16 tokens of each frame: (1, 6, frames * 16, width)
+    assert clip.dit_passes == len(shapes)
+
+
+@pytest.mark.parametrize("inject_sample_info", [True, False], ids=["df-1.3b", "df-14b"])
+def test_guard_per_frame_modulation_changes_no_output(inject_sample_info: bool) -> None:
+    """Quirk 10's replacement forward gives diffusers' output bit for bit, with and without diffusion forcing."""
+    stock = tiny_components("df", inject_sample_info=inject_sample_info)["transformer"]
+    patched = copy.deepcopy(stock)
+    modulate_per_frame(patched)
+    generator = torch.Generator("cpu").manual_seed(0)
+    latents = torch.randn(1, 16, 5, 8, 8, generator=generator)  # 5 latent frames of 4x4 tokens
+    text = torch.randn(1, 512, 32, generator=generator)
+    fps = [1] if inject_sample_info else None
+    calls = {
+        "diffusion forcing": {
+            "timestep": torch.tensor([[0, 0, 333, 666, 999]]),
+            "enable_diffusion_forcing": True,
+        },
+        "one timestep": {"timestep": torch.tensor([500]), "enable_diffusion_forcing": False},
+    }
+    for name, call in calls.items():
+        inputs = {
+            "hidden_states": latents,
+            "encoder_hidden_states": text,
+            "fps": fps,
+            "return_dict": False,
+            **call,
+        }
+        with torch.no_grad():
+            assert torch.equal(patched(**inputs)[0], stock(**inputs)[0]), name
+
+
+@pytest.mark.parametrize("mode", ["fresh", "continue", "image"])
+def test_frames_are_those_the_pipeline_makes_itself(
+    sky: SkyReelsGenerator, spy: Spy, tiny_df: Path, mode: str
+) -> None:
+    """Prompts encoded in advance, the per-frame modulation and decoding piece by piece change no frame: the
+    generator's frames are, bit for bit, those the unpatched pipeline makes from the prompts as text."""
+    plan = film(
+        shot("glide", 37), shot("dip", 12), shot("heron", 17, image="assets/heron_dawn.png", transition="cut")
+    )
+    planned = plan.shot({"fresh": "glide", "continue": "dip", "image": "heron"}[mode])
+    conditioning: dict[str, Any] = {
+        "fresh": {},
+        "continue": {"tail": random_frames(5, seed=8)},
+        "image": {"image": random_frames(1, seed=9)[0]},
+    }[mode]
+    clip = generate(sky, planned, **conditioning)
+    call = spy.call(planned.id)
+    pipeline_class = type(call.pipeline)
+    fresh_pipeline = pipeline_class.from_pretrained(tiny_df)  # without any of storyreel's changes
+    fresh_pipeline.set_progress_bar_config(disable=True)
+    kwargs = {**call.kwargs, "generator": torch.Generator("cpu").manual_seed(planned.seed)}
+    stock = stock_frames(fresh_pipeline, kwargs, planned.prompt, "blurry", planned.seed)
+    assert mode != "fresh" or len(planned.windows) == 3
+    assert np.array_equal(clip.frames, stock[-planned.frames :])
+
+
+def test_decoding_holds_one_piece_of_frames_at_a_time() -> None:
+    """The pipelines decode a whole shot into one float32 video; decode_frames never holds more than a piece of
+    it, and gives the same frames."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LargestTensor(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_leaves(out):
+                if isinstance(tensor, torch.Tensor):
+                    self.largest = max(self.largest, tensor.numel())
+            return out
+
+    pipeline = diffusers.SkyReelsV2DiffusionForcingPipeline(**tiny_components("df"))
+    latents = torch.randn(1, 16, 11, 8, 8, generator=torch.Generator("cpu").manual_seed(0))  # 41 frames
+    done: list[tuple[int, int]] = []
+    with LargestTensor() as watch, torch.no_grad():
+        frames = decode_frames(pipeline, latents, lambda d, t: done.append((d, t)))
+    video_values = 41 * 3 * 64 * 64  # the whole shot as one float video
+    assert watch.largest <= video_values // 4
+    assert done == [(i, 11) for i in range(1, 12)]
+
+    with LargestTensor() as whole, torch.no_grad():
+        video = pipeline.vae.decode(latents_for_vae(pipeline, latents), return_dict=False)[0]
+    assert whole.largest >= video_values
+    expected = to_uint8(pipeline.video_processor.postprocess_video(video, output_type="np")[0])
+    assert np.array_equal(frames, expected)
+
+
+def latents_for_vae(pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The pipelines' scaling of latents before their VAE decodes them."""
+    config = pipeline.vae.config
+    mean = torch.tensor(config.latents_mean).view(1, 16, 1, 1, 1)
+    inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, 16, 1, 1, 1)
+    return latents / inverse_std + mean
+
+
+def test_render_encodes_each_prompt_once_before_the_shots(
+    write_story, tiny_df: Path, spy: Spy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """render() hands the generator the prompts of the shots it will make (not those the cache holds); each
+    distinct text is encoded once, before the first shot, and the pipelines never run the text encoder."""
+    import transformers
+
+    prepared: list[list[str]] = []
+    encodes: list[int] = []  # pipeline calls made before each text encoder pass
+    original_prepare = SkyReelsGenerator.prepare_prompts
+    original_forward = transformers.UMT5EncoderModel.forward
+
+    def prepare_prompts(generator, prompts, progress=ignore_progress):
+        prepared.append([p.shot_id for p in prompts])
+        return original_prepare(generator, prompts, progress)
+
+    def forward(model, *args, **kwargs):
+        encodes.append(len(spy.calls))
+        return original_forward(model, *args, **kwargs)
+
+    monkeypatch.setattr(SkyReelsGenerator, "prepare_prompts", prepare_prompts)
+    monkeypatch.setattr(transformers.UMT5EncoderModel, "forward", forward)
+    board = small_board(**{k: v for k, v in TINY.items() if k != "resolution"})
+    story = write_story(board)
+    cache = tmp_path / "cache"
+    manifest = render(story, tmp_path / "out", generator="skyreels", model=str(tiny_df), cache_dir=cache)
+    assert prepared == [["glide", "dip", "heron", "rise"]]
+    negative = plan_film(Storyboard.model_validate(board)).shots[0].settings.negative_prompt
+    texts = {entry.enhanced_prompt for entry in manifest.shots} | {negative}
+    assert len(encodes) == len(texts) == 5 and set(encodes) == {0}  # all before the first pipeline call
+
+    board["scenes"][1]["shots"][0]["prompt"] = "a grey heron in the reeds"  # only heron changes
+    board["scenes"][0]["shots"][1]["prompt"] = "{{ swan }} dips its long neck"  # dip, and rise continuing it
+    render(write_story(board), tmp_path / "out", generator="skyreels", model=str(tiny_df), cache_dir=cache)
+    assert prepared[1] == ["dip", "heron", "rise"]
 
 
 # --- other model folders: plain pipelines, the 14B configuration ------------------------------------------------
@@ -577,6 +785,138 @@ def test_df_14b_configuration(tmp_path: Path) -> None:
         glide = generate(generator, plan.shot("glide"))
         dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
     assert (dip.frames.shape[0], dip.dit_passes) == (8, plan.shot("dip").dit_passes)
+
+
+# --- how the transformer runs: attention kernel, compilation, precision -----------------------------------------
+
+
+def test_auto_attention_is_sdpa_on_the_cpu(tiny_df: Path) -> None:
+    options = GeneratorOptions(model=str(tiny_df))  # attention auto, compile auto, precision bf16
+    with SkyReelsGenerator(options) as generator:
+        clip = generate(generator, film(shot("glide", 9)).shot("glide"))
+    assert {k: clip.info[k] for k in ("attention", "compile", "precision", "dtype")} == {
+        "attention": "sdpa",
+        "compile": False,
+        "precision": "float32",
+        "dtype": "float32",
+    }
+    assert SkyReelsGenerator.identity(options) == "cpu/float32/sdpa/eager"
+
+
+UNAVAILABLE = [
+    pytest.param(
+        "flash3", r"'flash3' needs FlashAttention-3 \(the flash_attn_3 package.* on a CUDA GPU", id="flash3"
+    ),
+    pytest.param(
+        "sage", r"'sage' needs SageAttention 2 \(sageattention>=2\.1\.1.*not installed here", id="sage"
+    ),
+    pytest.param(
+        "flash", r"'flash' needs flash-attn>=2\.6\.3 \(pip install flash-attn\) on a CUDA", id="flash"
+    ),
+    pytest.param(
+        "cudnn", r"attention 'cudnn' runs on CUDA GPUs only, and this render runs on cpu", id="cudnn"
+    ),
+    pytest.param(
+        "flash4", r"unknown attention kernel 'flash4'; use auto .* flash3, cudnn, flash, sdpa, sage", id="?"
+    ),
+]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="which kernels are missing is this CPU machine's")
+@pytest.mark.parametrize("kernel, message", UNAVAILABLE)
+def test_unavailable_attention_kernel_is_refused_before_any_work(
+    kernel: str, message: str, tiny_df: Path, spy: Spy
+) -> None:
+    """check_plan (which render() calls before enhancing prompts) and the constructor both refuse it."""
+    options = GeneratorOptions(model=str(tiny_df), attention=kernel)
+    plan = film(shot("glide", 9))
+    with pytest.raises(UserError, match=message):
+        SkyReelsGenerator.check_plan(plan.shots, options)
+    with pytest.raises(UserError, match=message):
+        SkyReelsGenerator(options)
+    with pytest.raises(UserError, match=message):
+        SkyReelsGenerator.identity(options)
+    assert spy.loads == 0 and spy.calls == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_fp8_without_an_fp8_gpu_is_refused_before_any_work(tiny_df: Path, spy: Spy) -> None:
+    options = GeneratorOptions(model=str(tiny_df), precision="fp8")
+    message = r"precision fp8 needs a CUDA GPU with FP8 \(compute capability 8\.9 or newer.*runs on cpu; use precision: bf16"
+    with pytest.raises(UserError, match=message):
+        SkyReelsGenerator.check_plan(film(shot("glide", 9)).shots, options)
+    with pytest.raises(UserError, match=message):
+        SkyReelsGenerator(options)
+    assert spy.loads == 0
+
+
+def test_bad_runtime_settings_are_user_errors(tiny_df: Path) -> None:
+    model = str(tiny_df)
+    with pytest.raises(UserError, match=r"unknown compile setting 'sometimes'; use auto, true or false"):
+        SkyReelsGenerator(GeneratorOptions(model=model, compile="sometimes"))
+    with pytest.raises(UserError, match=r"unknown precision 'int4'; use bf16 or fp8"):
+        SkyReelsGenerator(GeneratorOptions(model=model, precision="int4"))
+    with pytest.raises(UserError, match=r"compile: true and offload do not go together"):
+        SkyReelsGenerator(GeneratorOptions(model=model, compile="true", offload=True))
+
+
+def test_cache_identity_names_kernel_compilation_and_precision(tiny_df: Path) -> None:
+    """A shot made compiled, with another kernel or in FP8 is never taken for one made otherwise."""
+    model = str(tiny_df)
+    settings = ({}, {"compile": "false"}, {"compile": "true"}, {"dtype": "bfloat16"})
+    identities = [SkyReelsGenerator.identity(GeneratorOptions(model=model, **s)) for s in settings]
+    assert identities == [
+        "cpu/float32/sdpa/eager",
+        "cpu/float32/sdpa/eager",
+        "cpu/float32/sdpa/compiled",
+        "cpu/bfloat16/sdpa/eager",
+    ]
+    # What a GPU resolves to: every kernel, compiled or not, FP8 or not, is a different identity.
+    runtimes = [
+        Runtime("cuda", "bfloat16", KERNELS[kernel], compiled, fp8)
+        for kernel in KERNELS
+        for compiled in (False, True)
+        for fp8 in (False, True)
+    ]
+    assert len({runtime.identity for runtime in runtimes}) == len(runtimes) == 20
+    assert (
+        Runtime("cuda", "bfloat16", KERNELS["flash3"], True, True).identity
+        == "cuda/bfloat16+fp8/flash3/compiled"
+    )
+
+
+# inductor, imported when the blocks compile, imports a deprecated torch.jit name
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_blocks_give_eager_frames_and_compile_once(tiny_df: Path) -> None:
+    """compile: true gives the eager frames within one 8-bit level on at most 0.1% of the pixels, shot by shot
+    from the same conditioning, and every window length of every example film runs one compiled graph: no
+    recompilation (a length marked dynamic; a static trace would recompile at the second length)."""
+    torch._dynamo.reset()  # count from nothing, whatever compiled earlier in this process
+    lengths: set[int] = set()
+    graphs: list[int] = []
+    with (
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), compile="false")) as eager,
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df), compile="true")) as compiled,
+    ):
+        for example in EXAMPLES:
+            plan = plan_film(tiny_board(example_board(example)), model=str(tiny_df))
+            made: dict[str, np.ndarray] = {}
+            for shot_id in plan.render_order:
+                planned = plan.shot(shot_id)
+                tail = None
+                if planned.conditioned_on:
+                    tail = made[planned.conditioned_on][-planned.settings.overlap_history :]
+                image = load_start_image(planned.image, 64, 64) if planned.image else None
+                want = generate(eager, planned, tail=tail, image=image)
+                got = generate(compiled, planned, tail=tail, image=image)
+                made[shot_id] = want.frames
+                levels = np.abs(got.frames.astype(np.int16) - want.frames.astype(np.int16))
+                assert levels.max() <= 1 and (levels > 0).mean() <= 0.001, (example.name, shot_id)
+                assert (got.info["compile"], want.info["compile"]) == (True, False)
+                graphs.append(got.info["compiled_graphs"])
+                lengths |= {w["latent_frames"] for w in got.info["windows"]}
+    assert len(lengths) >= 3
+    assert graphs[0] == 1 and sum(graphs[1:]) == 0, graphs
 
 
 # --- errors a user can act on ----------------------------------------------------------------------------------
@@ -685,18 +1025,38 @@ def benchmark_script(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_benchmark_smoke_on_cpu(benchmark_script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert benchmark_script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path)]) == 0
-    (result,) = tmp_path.glob("*.json")
-    rows = json.loads(result.read_text())["rows"]
-    assert [row["settings"] for row in rows] == [
+    parts = ["--parts", "runtime", "shot", "settings"]
+    assert benchmark_script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), *parts]) == 0
+    (result,) = tmp_path.glob("skyreels_dit-tiny-cpu-*.json")
+    document = json.loads(result.read_text())
+    runtime = {row["config"]: row for row in document["runtime"]}
+    assert list(runtime) == [
+        "flash3/eager/bf16",
+        "cudnn/eager/bf16",
+        "flash/eager/bf16",
+        "sdpa/eager/bf16",
+        "sage/eager/bf16",
+        "sdpa/eager/fp8",
+    ]
+    assert runtime["sdpa/eager/bf16"]["seconds_per_step"] > 0 and runtime["sdpa/eager/bf16"]["error"] is None
+    assert runtime["sdpa/eager/bf16"]["graphs_timed"] == 0
+    if not torch.cuda.is_available():
+        assert runtime["flash3/eager/bf16"]["error"].startswith("not available: attention 'flash3' needs")
+        assert "needs a CUDA GPU with FP8" in runtime["sdpa/eager/fp8"]["error"]
+    assert document["auto_kernel"] == {"tiny": "sdpa"}
+    (shot_row,) = document["shot"]
+    assert (shot_row["frames"], shot_row["windows"], shot_row["attention"]) == (25, 2, "sdpa")
+    assert shot_row["seconds_per_video_second"] > 0 and shot_row["error"] is None
+    assert [row["settings"] for row in document["settings"]] == [
         "diffusers defaults",
         "diffusers async",
         "storyreel",
         "storyreel async",
     ]
-    assert [row["causal_mask"] for row in rows] == [False, True, False, False]
-    assert all(row["seconds_per_step"] > 0 and row["tflop_per_step"] > 0 for row in rows)
-    assert "storyreel" in capsys.readouterr().out
+    assert [row["causal_mask"] for row in document["settings"]] == [False, True, False, False]
+    assert all(row["seconds_per_step"] > 0 and row["tflop_per_step"] > 0 for row in document["settings"])
+    out = capsys.readouterr().out
+    assert "s per s of video" in out and "storyreel async" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -718,3 +1078,146 @@ def test_gpu_bf16_render(tiny_df: Path, offload: bool) -> None:
     assert (dip.info["device"], dip.info["dtype"], dip.info["vae_dtype"]) == ("cuda", "bfloat16", "float32")
     assert dip.dit_passes == plan.shot("dip").dit_passes
     assert dip.info["offload"].startswith("group offloading") == offload
+    assert dip.info["compile"] is not offload  # compile auto: on for CUDA, off when offloading
+
+
+@pytest.fixture(scope="module")
+def tiny_df16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny DF folder whose linear layers are all multiples of 16 wide (FP8, and most attention kernels)."""
+    return build_tiny_skyreels(tmp_path_factory.mktemp("tiny16") / "df", attention_head_dim=16)
+
+
+@pytest.mark.gpu
+def test_gpu_prompts_leave_the_gpu_and_frames_stay(tiny_df16: Path, spy: Spy, tmp_path: Path) -> None:
+    board = Storyboard.model_validate(small_board(**{k: v for k, v in TINY.items() if k != "resolution"}))
+    options = GeneratorOptions(model=str(tiny_df16), compile="false")
+    with SkyReelsGenerator(options) as generator:
+        manifest = render(board, tmp_path / "out", generator=generator, model=str(tiny_df16), use_cache=False)
+        text_encoder = spy.calls[0].pipeline.text_encoder
+        assert next(text_encoder.parameters()).device.type == "cpu"
+    assert len(manifest.shots) == 4 and all(
+        entry.generator_info["compile"] is False for entry in manifest.shots
+    )
+
+
+@pytest.mark.gpu
+def test_gpu_every_installed_kernel_runs_and_auto_is_the_first(tiny_df16: Path) -> None:
+    from storyreel.generators.skyreels.attention import AUTO_ORDER, choose_kernel
+
+    glide = film(shot("glide", 25)).shot("glide")
+    device = torch.device("cuda")
+    frames: dict[str, np.ndarray] = {}
+    for name in KERNELS:
+        try:
+            choose_kernel(torch, name, device, 16)
+        except UserError as exc:
+            print(f"{name}: {exc}")
+            continue
+        options = GeneratorOptions(model=str(tiny_df16), attention=name, compile="false")
+        with SkyReelsGenerator(options) as generator:
+            clip = generate(generator, glide)
+        assert clip.info["attention"] == name
+        frames[name] = clip.frames.astype(np.int16)
+    assert "sdpa" in frames
+    auto = SkyReelsGenerator(GeneratorOptions(model=str(tiny_df16))).runtime.attention
+    assert auto == next(name for name in AUTO_ORDER if name in frames)
+    for name, got in frames.items():  # bf16 kernels agree with sdpa up to rounding; sage is lossy
+        if KERNELS[name].exact:
+            assert np.abs(got - frames["sdpa"]).mean() < 2.0, name
+
+
+@pytest.mark.gpu
+def test_gpu_compiled_blocks_compile_once(tiny_df16: Path) -> None:
+    torch._dynamo.reset()
+    plan = film(shot("glide", 37), shot("dip", 24), shot("lift", 12))
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df16))) as generator:  # compile auto: on for CUDA
+        glide = generate(generator, plan.shot("glide"))
+        dip = generate(generator, plan.shot("dip"), tail=glide.frames[-5:])
+        lift = generate(generator, plan.shot("lift"), tail=dip.frames[-5:])
+    assert [c.info["compile"] for c in (glide, dip, lift)] == [True] * 3
+    assert (
+        glide.info["compiled_graphs"] >= 1
+        and dip.info["compiled_graphs"] == lift.info["compiled_graphs"] == 0
+    )
+
+
+@pytest.mark.gpu
+def test_gpu_fp8(tiny_df16: Path) -> None:
+    if torch.cuda.get_device_capability() < (8, 9) or importlib.util.find_spec("torchao") is None:
+        pytest.skip("FP8 needs compute capability 8.9 and torchao")
+    glide = film(shot("glide", 25)).shot("glide")
+    with SkyReelsGenerator(
+        GeneratorOptions(model=str(tiny_df16), precision="fp8", compile="false")
+    ) as generator:
+        clip = generate(generator, glide)
+    assert clip.info["precision"] == "fp8"
+    assert any(note.startswith("fp8: ") and not note.startswith("fp8: 0 ") for note in clip.info["notes"])
+    assert clip.frames.shape == (25, 64, 64, 3)
+    with pytest.raises(UserError, match="fp8 and offload do not go together"):
+        SkyReelsGenerator(GeneratorOptions(model=str(tiny_df16), precision="fp8", offload=True))
+
+
+@pytest.mark.gpu
+def test_gpu_decoding_piece_by_piece_needs_less_memory() -> None:
+    pipeline = diffusers.SkyReelsV2DiffusionForcingPipeline(**tiny_components("df")).to("cuda")
+    latents = torch.randn(
+        1, 16, 41, 32, 32, generator=torch.Generator("cpu").manual_seed(0)
+    ).cuda()  # 161 frames
+
+    def peak(decode) -> tuple[int, Any]:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with torch.no_grad():
+            out = decode()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before, out
+
+    pieces, frames = peak(lambda: decode_frames(pipeline, latents))
+    whole, video = peak(lambda: pipeline.vae.decode(latents_for_vae(pipeline, latents), return_dict=False)[0])
+    assert pieces < whole / 4, (pieces, whole)
+    expected = to_uint8(pipeline.video_processor.postprocess_video(video, output_type="np")[0])
+    assert np.abs(frames.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.61 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000 bytes"),
+    ],
+    ids=["torch", "allocator"],
+)
+def test_the_device_running_out_of_memory_is_reported_through_the_contract(
+    tiny_df: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """The core never sees torch's errors: a shot that does not fit is storyreel's OutOfMemory, which render()
+    answers with its degrade ladder; any other failure stays a failure."""
+    from storyreel.errors import OutOfMemory
+
+    glide = film(shot("glide", 9)).shot("glide")
+
+    @functools.wraps(diffusers.SkyReelsV2DiffusionForcingPipeline.__call__)  # keeps its signature
+    def fails(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(diffusers.SkyReelsV2DiffusionForcingPipeline, "__call__", fails)
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        with pytest.raises(OutOfMemory, match="shot 'glide' ran out of cpu memory") as raised:
+            generator.generate(request(glide))
+    assert raised.value.__cause__ is error
+
+
+def test_another_failure_is_not_taken_for_running_out_of_memory(
+    tiny_df: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glide = film(shot("glide", 9)).shot("glide")
+
+    @functools.wraps(diffusers.SkyReelsV2DiffusionForcingPipeline.__call__)  # keeps its signature
+    def fails(self, *args, **kwargs):
+        raise RuntimeError("shapes cannot be multiplied (2x3 and 4x5)")
+
+    monkeypatch.setattr(diffusers.SkyReelsV2DiffusionForcingPipeline, "__call__", fails)
+    with SkyReelsGenerator(GeneratorOptions(model=str(tiny_df))) as generator:
+        with pytest.raises(GenerationError, match="shapes cannot be multiplied"):
+            run_generator(generator, request(glide), ignore_progress)

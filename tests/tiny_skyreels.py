@@ -52,12 +52,18 @@ def tiny_tokenizer():  # -> transformers.PreTrainedTokenizerFast
 
 
 def tiny_components(
-    kind: Kind = "df", *, inject_sample_info: bool = True, num_frame_per_block: int = 1, seed: int = 0
+    kind: Kind = "df",
+    *,
+    inject_sample_info: bool = True,
+    num_frame_per_block: int = 1,
+    seed: int = 0,
+    attention_head_dim: int = 12,
 ) -> dict[str, object]:
     """The ``__init__`` arguments of a tiny SkyReels-V2 pipeline of ``kind``, with seeded random weights.
 
     ``inject_sample_info=True`` is the DF-1.3B configuration (an fps embedding, and the batch > 1
     bug); the DF-14B configuration has it off. The plain pipelines never pass fps, so they have it off.
+    ``attention_head_dim=16`` makes every linear layer a multiple of 16 wide, as FP8 matrix products need.
     """
     from diffusers import AutoencoderKLWan, SkyReelsV2Transformer3DModel, UniPCMultistepScheduler
     from transformers import UMT5Config, UMT5EncoderModel
@@ -85,7 +91,7 @@ def tiny_components(
     transformer = SkyReelsV2Transformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
-        attention_head_dim=12,
+        attention_head_dim=attention_head_dim,
         in_channels=36
         if kind == "i2v"
         else 16,  # plain I2V: noise + mask + image latents, stacked on channels
@@ -96,7 +102,9 @@ def tiny_components(
         num_layers=2,
         rope_max_seq_len=32,
         image_dim=CLIP_DIM if kind == "i2v" else None,
-        added_kv_proj_dim=2 * 12 if kind == "i2v" else None,  # image keys/values come in at the model's width
+        added_kv_proj_dim=2 * attention_head_dim
+        if kind == "i2v"
+        else None,  # image keys/values come in at the model's width
         inject_sample_info=inject_sample_info and kind == "df",
         num_frame_per_block=num_frame_per_block,
     ).eval()
@@ -142,11 +150,19 @@ def pipeline_class(kind: Kind):
 
 
 def build_tiny_skyreels(
-    folder: Path, kind: Kind = "df", *, inject_sample_info: bool = True, num_frame_per_block: int = 1
+    folder: Path,
+    kind: Kind = "df",
+    *,
+    inject_sample_info: bool = True,
+    num_frame_per_block: int = 1,
+    attention_head_dim: int = 12,
 ) -> Path:
     """Save a tiny SkyReels-V2 pipeline of ``kind`` into ``folder`` (a diffusers folder) and return it."""
     components = tiny_components(
-        kind, inject_sample_info=inject_sample_info, num_frame_per_block=num_frame_per_block
+        kind,
+        inject_sample_info=inject_sample_info,
+        num_frame_per_block=num_frame_per_block,
+        attention_head_dim=attention_head_dim,
     )
     pipeline_class(kind)(**components).save_pretrained(folder)
     return folder

@@ -22,11 +22,16 @@ The package, by job:
   precision it runs at;
 * ``model_folder``: which model (a folder or a cached hub id) and which pipeline family it is;
 * ``schedule``: checking a shot's plan is runnable, and watching that what ran is what was planned;
+* ``attention``: the attention kernels (flash3, cudnn, flash, sdpa, sage), which are installed and run here;
+* ``runtime``: the kernel, compilation and precision the options resolve to, refused up front when this
+  machine cannot, then applied to the loaded transformer (regional compilation, FP8 through torchao);
+* ``prompts``: every prompt encoded once, before the first shot, so the text encoder can leave the GPU;
+* ``decode``: latents decoded one latent frame at a time, straight to uint8 frames;
 * ``quirks``: the workarounds for diffusers' quirks;
 * ``generator``: :class:`SkyReelsGenerator`: loading the weights once, each shot's arguments, the call.
 
-diffusers 0.42.1 has quirks that silently ruin output; each is guarded, and each guard has a test in
-``tests/test_skyreels.py`` that fails without it:
+diffusers 0.42.1 has quirks that silently ruin output or waste memory; each is guarded, and each guard has a
+test in ``tests/test_skyreels.py`` that fails without it:
 
 1. *Sticky causal block size*: passing ``causal_block_size`` writes ``num_frame_per_block`` into
    the transformer's config, where it stays for later calls and for ``save_pretrained``.
@@ -55,6 +60,10 @@ diffusers 0.42.1 has quirks that silently ruin output; each is guarded, and each
    ``base_num_frames`` long, and crashes (IndexError) when an image shot's last window is shorter.
    Guard: ``quirks.schedule_windows_by_their_length`` gives it each window's own length, as the
    text-to-video and video-to-video pipelines do.
+10. *Modulation repeated to every token*: in diffusion-forcing mode the transformer repeats each latent
+    frame's timestep modulation to all of the frame's tokens (about 3 GB in bf16 for DF-14B at 540P x 97
+    frames), and every block adds a float32 copy. Guard: ``quirks.modulate_per_frame`` keeps it per frame
+    and broadcasts it; the output is identical.
 
 >>> with SkyReelsGenerator(GeneratorOptions(model="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers")) as sky:  # doctest: +SKIP
 ...     clip = sky.generate(ShotRequest(shot=plan.shot("glide"), prompt="...", negative_prompt=""))

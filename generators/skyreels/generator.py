@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from storyreel.errors import GenerationError, ModelNotFound, OutOfMemory, UserError
 from storyreel.frames import generated_frames
 from storyreel.generate import (
@@ -22,18 +20,31 @@ from storyreel.generate import (
     GeneratorOptions,
     ProgressCallback,
     ProgressEvent,
+    PromptRequest,
     ShotRequest,
     ignore_progress,
 )
 from storyreel.plan import ShotPlan
 
-from .model_folder import DF_PIPELINE_FOR_MODE, DIFFUSION_FORCING, PLAIN_MODE, ModelFolder, find_model
+from .attention import kernel_in_use
+from .decode import decode_frames
+from .model_folder import (
+    DF_PIPELINE_FOR_MODE,
+    DIFFUSION_FORCING,
+    PLAIN_MODE,
+    ModelFolder,
+    find_model,
+    head_dim,
+)
+from .prompts import PromptEmbeddings
 from .quirks import (
     keep_attention_bidirectional,
+    modulate_per_frame,
     new_frames,
     schedule_windows_by_their_length,
     seeded_global_rng,
 )
+from .runtime import CompiledGraphs, Runtime, apply_runtime, resolve_runtime
 from .schedule import ScheduleWatch, check_runnable
 from .stack import DIFFUSERS_VERSION, dtype_name, import_stack, pick_device, pick_dtype
 
@@ -51,6 +62,7 @@ class _Loaded:
     max_tokens: int
     offload: str
     notes: list[str]
+    prompts: PromptEmbeddings  # text embeddings, encoded once per text
 
 
 class SkyReelsGenerator(Generator):
@@ -69,24 +81,30 @@ class SkyReelsGenerator(Generator):
         self.diffusers_version = diffusers.__version__
         # A model given up front is resolved now, so that a wrong path fails before any work.
         self.model = find_model(options.model, options.base_dir) if options.model else None
+        # The attention kernel, compilation and precision: what this machine cannot do fails here.
+        self.runtime = _runtime(torch, options, self.model)
         self._offload = options.offload
         self._loaded: _Loaded | None = None
 
     @classmethod
     def identity(cls, options: GeneratorOptions) -> str:
-        """What, besides the model and the request, decides the frames: the device kind and precision the
-        options resolve to (a bf16 shot on a GPU is not the float32 shot a CPU makes). Part of the cache key."""
+        """What, besides the model and the request, decides the frames: the device kind, the precision, the
+        attention kernel and whether the blocks are compiled, as the options resolve on this machine (a bf16
+        shot on a GPU is not the float32 shot a CPU makes, nor an FP8 one). Part of the cache key."""
         torch, _ = import_stack()
-        device = pick_device(torch, options.device)
-        return f"{device.type}/{dtype_name(pick_dtype(torch, options.dtype, device))}"
+        model = find_model(options.model, options.base_dir) if options.model else None
+        return _runtime(torch, options, model).identity
 
     @classmethod
     def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
-        """Refuse, before any prompt is enhanced or model loaded, a render this model cannot run: a model
-        that cannot be found, or shots a plain (non diffusion-forcing) pipeline cannot make."""
+        """Refuse, before any prompt is enhanced or model loaded, a render this machine or model cannot run: a
+        model that cannot be found, shots a plain (non diffusion-forcing) pipeline cannot make, an attention
+        kernel that is not installed or does not run here, FP8 without an FP8 GPU."""
         model = find_model(options.model, options.base_dir)
         for shot in shots:
             check_runnable(shot, model.family)
+        torch, _ = import_stack()
+        _runtime(torch, options, model)
 
     @property
     def offloading(self) -> bool:
@@ -95,14 +113,16 @@ class SkyReelsGenerator(Generator):
 
     def enable_offload(self) -> bool:
         """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory.
-        Returns False when they already are."""
-        if self._offload:
+        Returns False when they already are, or when it cannot make room: float8 weights stay on the GPU, and
+        a model that runs on the CPU has nowhere else to go. Compiled blocks run uncompiled from then on."""
+        if self._offload or self.runtime.fp8 or self.device.type == "cpu":
             return False
         self._offload = True
         if self._loaded is not None:
             pipeline = next(iter(self._loaded.pipelines.values()))  # they all share the same modules
             pipeline.to("cpu")  # offloading starts from weights on the CPU
             self._loaded.offload = self._place(pipeline)
+            self._loaded.prompts.stop_parking()  # the offloading hooks move the text encoder from now on
             self.release_memory()
         return True
 
@@ -123,6 +143,22 @@ class SkyReelsGenerator(Generator):
         self._loaded = None
         self.release_memory()
 
+    def prepare_prompts(
+        self, prompts: Sequence[PromptRequest], progress: ProgressCallback = ignore_progress
+    ) -> None:
+        """Load the model, encode every prompt and negative prompt of the shots about to be made, and move the
+        text encoder off the GPU for the rest of the render (with offloading, the hooks already keep it off)."""
+        if not prompts or self.model is None:
+            return  # without a model given up front, each shot encodes its own prompt
+        first = prompts[0].shot_id
+        with _out_of_memory_reported(first, self.device):
+            loaded = self._load(self.model, first, progress)
+            texts = [text for p in prompts for text in (p.prompt, p.negative_prompt)]
+            fitting = [t for t in dict.fromkeys(texts) if _token_count(loaded, t) <= loaded.max_tokens]
+            progress(ProgressEvent(first, "encode", 0, len(fitting), f"encoding {len(fitting)} prompts"))
+            loaded.prompts.encode(fitting)  # a prompt too long is refused when its shot is generated
+            progress(ProgressEvent(first, "encode", len(fitting), len(fitting)))
+
     def generate(self, request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Clip:
         """Make the shot's ``request.frames`` new frames with the window schedule of its plan."""
         import torch
@@ -134,27 +170,37 @@ class SkyReelsGenerator(Generator):
             loaded = self._load(model, shot.id, progress)
         pipeline = loaded.pipelines[shot.mode]
         self._check_prompt_lengths(request, loaded)
-        arguments = self._arguments(request, loaded)
+        with _out_of_memory_reported(shot.id, self.device):
+            arguments = self._arguments(request, loaded)
         pipeline.scheduler = _scheduler_with_shift(
             pipeline.scheduler, loaded.scheduler_config, shot.settings.shift
         )
         if loaded.offload == "model cpu offload":
             pipeline.enable_model_cpu_offload(device=self.device)  # hooks follow the pipeline about to run
 
+        def on_decoded(done: int, total: int) -> None:
+            progress(ProgressEvent(shot.id, "decode", done, total))
+
         watch = ScheduleWatch(shot, progress)
         hook = pipeline.transformer.register_forward_hook(watch.count_pass)
+        # Offloading switched on after the blocks were compiled (out of memory) runs them uncompiled.
+        compiled = self.runtime.compile and not self._offload
+        graphs = CompiledGraphs.total()
         started = time.perf_counter()
         try:
             with (
                 seeded_global_rng(torch, shot.seed, self.device),
                 _out_of_memory_reported(shot.id, self.device),
+                _uncompiled(torch, self.runtime.compile and not compiled),
             ):
-                output = pipeline(**arguments, callback_on_step_end=watch.step).frames[0]
+                latents = pipeline(**arguments, callback_on_step_end=watch.step).frames
+                watch.check()
+                progress(ProgressEvent(shot.id, "decode", 0, latents.shape[2], "decoding latents to frames"))
+                # (frames, height, width, 3) uint8
+                decoded_frames = decode_frames(pipeline, latents, on_decoded)
+            frames = new_frames(decoded_frames, request)
         finally:
             hook.remove()
-        progress(ProgressEvent(shot.id, "decode", 1, 1))
-        watch.check()
-        frames = new_frames(np.asarray(output), request)  # (frames, height, width, 3) uint8
         return Clip(
             frames=frames,
             dit_passes=watch.passes,
@@ -166,6 +212,10 @@ class SkyReelsGenerator(Generator):
                 "vae_dtype": dtype_name(pipeline.vae.dtype),
                 "device": str(self.device),
                 "offload": loaded.offload,
+                "attention": kernel_in_use(pipeline.transformer),
+                "compile": compiled,
+                "precision": self.runtime.precision,
+                "compiled_graphs": CompiledGraphs.total() - graphs,  # 0 once compiled: more is recompilation
                 "windows": [run.as_dict() for run in watch.windows],
                 "diffusers": self.diffusers_version,
                 **({"notes": loaded.notes} if loaded.notes else {}),
@@ -207,7 +257,11 @@ class SkyReelsGenerator(Generator):
                 "(hf download <id>) or point to a complete folder"
             ) from exc
         notes = keep_attention_bidirectional(primary.transformer)
+        modulate_per_frame(primary.transformer)
         offload = self._place(primary)
+        # The kernel, float8 layers and compiled blocks, on the weights where they run (offloading runs with
+        # neither float8 nor compilation: see runtime).
+        notes += apply_runtime(primary.transformer, self.runtime)
         if model.family == DIFFUSION_FORCING:
             # Cls(**components) shares the loaded modules as they are; from_pipe would cast them to float32.
             pipelines = {
@@ -219,13 +273,17 @@ class SkyReelsGenerator(Generator):
             pipelines = {PLAIN_MODE[model.family]: primary}
         for pipeline in pipelines.values():
             pipeline.set_progress_bar_config(disable=True)
+        max_tokens = _max_tokens(primary)
+        # The text encoder leaves the accelerator between uses, unless offloading hooks move it already.
+        park = self.device.type != "cpu" and not self._offload
         self._loaded = _Loaded(
             model=model,
             pipelines=pipelines,
             scheduler_config=dict(primary.scheduler.config),
-            max_tokens=_max_tokens(primary),
+            max_tokens=max_tokens,
             offload=offload,
             notes=notes,
+            prompts=PromptEmbeddings(primary, self.device, max_tokens, park),
         )
         seconds = time.perf_counter() - started
         progress(ProgressEvent(shot_id, "load", 1, 1, f"loaded {model.class_name} in {seconds:.1f}s"))
@@ -256,13 +314,8 @@ class SkyReelsGenerator(Generator):
 
     def _check_prompt_lengths(self, request: ShotRequest, loaded: _Loaded) -> None:
         """A prompt longer than the text encoder's window would be cut off silently by the pipeline: refuse it."""
-        from diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2_diffusion_forcing import prompt_clean
-
-        tokenizer = next(iter(loaded.pipelines.values())).tokenizer
         for what, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
-            if not text:
-                continue
-            tokens = len(tokenizer(prompt_clean(text), add_special_tokens=True)["input_ids"])
+            tokens = _token_count(loaded, text)
             if tokens > loaded.max_tokens:
                 raise UserError(
                     f"shot '{request.shot.id}': its {what} is {tokens} tokens, more than the {loaded.max_tokens} "
@@ -276,9 +329,13 @@ class SkyReelsGenerator(Generator):
         from PIL import Image
 
         shot, settings = request.shot, request.shot.settings
+        # Embeddings encoded once per text (prepare_prompts), exactly as the pipeline would encode them; the
+        # negative prompt's only when guidance uses it, as in the pipeline.
+        guided = settings.guidance_scale > 1.0
         arguments: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
+            "prompt": None,  # DF text-to-video has no default for it
+            "prompt_embeds": loaded.prompts.on_device(request.prompt),
+            "negative_prompt_embeds": loaded.prompts.on_device(request.negative_prompt) if guided else None,
             "height": shot.height,
             "width": shot.width,
             "num_frames": shot.frames,
@@ -287,7 +344,7 @@ class SkyReelsGenerator(Generator):
             "num_videos_per_prompt": 1,
             # A CPU generator draws the same starting noise on every machine, whatever the device.
             "generator": torch.Generator("cpu").manual_seed(shot.seed),
-            "output_type": "np",
+            "output_type": "latent",  # decoded piece by piece afterwards (decode.py)
             "max_sequence_length": loaded.max_tokens,
         }
         if shot.mode == "image" and request.image is not None:
@@ -331,6 +388,16 @@ def _out_of_memory_reported(shot_id: str, device: torch.device) -> Iterator[None
         raise OutOfMemory(f"shot '{shot_id}' ran out of {device.type} memory: {_first_line(exc)}") from exc
 
 
+@contextmanager
+def _uncompiled(torch: Any, wanted: bool) -> Iterator[None]:
+    """Run compiled modules eagerly while ``wanted``."""
+    if not wanted:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -341,6 +408,23 @@ def _scheduler_with_shift(scheduler: Any, config: dict[str, Any], shift: float) 
         if key in config:
             return type(scheduler).from_config(config, **{key: shift})
     raise GenerationError(f"the model's scheduler {type(scheduler).__name__} has no shift setting")
+
+
+def _runtime(torch: Any, options: GeneratorOptions, model: ModelFolder | None) -> Runtime:
+    """How the options run the transformer on the device they pick (the kernel probed at the model's head width)."""
+    device = pick_device(torch, options.device)
+    dtype = pick_dtype(torch, options.dtype, device)
+    return resolve_runtime(torch, options, device, dtype, head_dim(model))
+
+
+def _token_count(loaded: _Loaded, text: str) -> int:
+    """Tokens ``text`` takes in the text encoder's window, as the pipelines clean and tokenize it."""
+    from diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2_diffusion_forcing import prompt_clean
+
+    if not text:
+        return 0
+    tokenizer = next(iter(loaded.pipelines.values())).tokenizer
+    return len(tokenizer(prompt_clean(text), add_special_tokens=True)["input_ids"])
 
 
 def _max_tokens(pipeline: Any) -> int:

@@ -7,6 +7,7 @@ in one window (:data:`PLAIN_MODE`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,20 @@ class ModelFolder:
     @property
     def family(self) -> str:
         return FAMILIES[self.class_name]
+
+
+DEFAULT_HEAD_DIM = 128  # every SkyReels-V2 release
+
+
+def head_dim(model: ModelFolder | None) -> int:
+    """``model``'s attention head width, or 128 (every release's) when there is no model or no readable config."""
+    if model is None:
+        return DEFAULT_HEAD_DIM
+    try:
+        config = json.loads((model.path / "transformer" / "config.json").read_text(encoding="utf-8"))
+        return int(config["attention_head_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_HEAD_DIM
 
 
 def find_model(model: str | None, base_dir: Path | None = None) -> ModelFolder:

@@ -1,9 +1,11 @@
-"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot (the package docstring lists all
-nine and where each is guarded); each has a test in ``tests/test_skyreels.py`` that fails without it.
+"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot or waste GPU memory (the package
+docstring lists all ten and where each is guarded); each has a test in ``tests/test_skyreels.py`` that fails
+without it.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -75,19 +77,166 @@ def seeded_global_rng(torch: Any, seed: int, device: torch.device) -> Iterator[N
         yield
 
 
-def new_frames(output: np.ndarray, request: ShotRequest) -> np.ndarray:
-    """The shot's own frames as uint8, from the pipeline's (frames, height, width, 3) floats in [0, 1].
+def new_frames(decoded: np.ndarray, request: ShotRequest) -> np.ndarray:
+    """The shot's own frames, from the (frames, height, width, 3) uint8 frames its latents decoded to.
 
-    Quirk 5: video-to-video returns the input video, a re-decode of the overlap, then the new frames.
+    Quirk 5: video-to-video generates the overlap again before the new frames (and its own output would
+    also start with the input video, which storyreel never asks it to decode). The count is checked.
     """
     shot = request.shot
     if shot.mode == "continue":
-        tail = len(request.tail_frames) if request.tail_frames is not None else 0
-        expected = tail + generated_frames(shot.mode, shot.frames, shot.settings.overlap_history)
-        if output.shape[0] != expected:
+        expected = generated_frames(shot.mode, shot.frames, shot.settings.overlap_history)
+        if decoded.shape[0] != expected:
             raise GenerationError(
-                f"shot '{shot.id}': video-to-video returned {output.shape[0]} frames, expected the {tail} input "
-                f"frames, {shot.settings.overlap_history} re-decoded and {shot.frames} new ({expected})"
+                f"shot '{shot.id}': video-to-video decoded {decoded.shape[0]} frames, expected the "
+                f"{shot.settings.overlap_history} re-generated overlap frames and {shot.frames} new ({expected})"
             )
-        output = output[-shot.frames :]
-    return np.rint(np.clip(output, 0.0, 1.0) * 255.0).astype(np.uint8)
+        decoded = decoded[-shot.frames :]
+    return decoded
+
+
+# --- quirk 10: the timestep modulation repeated to every token -------------------------------------------------
+
+
+def modulate_per_frame(transformer: Any) -> None:
+    """Quirk 10: hold the diffusion-forcing timestep modulation per latent frame, not per token.
+
+    In diffusion-forcing mode diffusers' SkyReels-V2 transformer repeats each latent frame's six modulation
+    vectors to every token of the frame before the blocks run, a (batch, 6, tokens, width) tensor (about 3 GB
+    in bf16 for DF-14B at 540P x 97 frames), and every block adds a float32 copy of it to its own table (twice
+    that again, per block). The values only change from frame to frame. This instance's ``forward`` and its
+    blocks' ``forward`` are replaced by versions that keep the modulation as (batch, frames, 1, 6, width) and
+    broadcast it over each frame's tokens: the same float32 operations on the same values, so the output is
+    identical (``tests/test_skyreels.py`` checks it bit for bit, and that the blocks receive the small tensor).
+
+    Calls the replacement does not cover go to diffusers' own code unchanged: without diffusion forcing (the
+    plain pipelines), with ``attention_kwargs`` (LoRA scales), with a block-causal mask (which
+    ``keep_attention_bidirectional`` never lets happen) or while training with gradient checkpointing.
+    """
+    transformer.forward = types.MethodType(_forward_per_frame, transformer)
+    for block in transformer.blocks:
+        block.forward = types.MethodType(_block_forward_per_frame, block)
+
+
+def _forward_per_frame(
+    self: Any,
+    hidden_states: torch.Tensor,
+    timestep: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    encoder_hidden_states_image: torch.Tensor | None = None,
+    enable_diffusion_forcing: bool = False,
+    fps: Any = None,
+    return_dict: bool = True,
+    attention_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """SkyReelsV2Transformer3DModel.forward with the diffusion-forcing modulation kept per latent frame."""
+    import torch
+
+    if (
+        not enable_diffusion_forcing
+        or attention_kwargs
+        or self.config.num_frame_per_block > 1
+        or (torch.is_grad_enabled() and self.gradient_checkpointing)
+    ):
+        return type(self).forward(
+            self,
+            hidden_states,
+            timestep,
+            encoder_hidden_states,
+            encoder_hidden_states_image,
+            enable_diffusion_forcing,
+            fps,
+            return_dict,
+            attention_kwargs,
+        )
+    from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+    batch, _, latent_frames, latent_height, latent_width = hidden_states.shape
+    patch_t, patch_h, patch_w = self.config.patch_size
+    frames, height, width = latent_frames // patch_t, latent_height // patch_h, latent_width // patch_w
+
+    rotary = self.rope(hidden_states)  # cos and sin, each (1, tokens, 1, head dim)
+    tokens = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2)  # (batch, tokens, width)
+    # temb: (batch, frames, width); modulation: (batch, frames, 6 * width); one row per latent frame
+    temb, modulation, text, image = self.condition_embedder(
+        timestep, encoder_hidden_states, encoder_hidden_states_image
+    )
+    modulation = modulation.unflatten(-1, (6, -1))  # (batch, frames, 6, width)
+    if image is not None:
+        text = torch.concat([image, text], dim=1)
+    if self.config.inject_sample_info:
+        fps_ids = torch.tensor(fps, dtype=torch.long, device=tokens.device)
+        fps_modulation = self.fps_projection(self.fps_embedding(fps_ids)).unflatten(1, (6, -1))
+        modulation = modulation + fps_modulation.unsqueeze(1)  # the same vector added to every frame
+    modulation = modulation.unsqueeze(2)  # (batch, frames, 1, 6, width): broadcast over a frame's tokens
+    _mark_window_length_dynamic(tokens, modulation, *rotary)
+
+    for block in self.blocks:
+        tokens = block(tokens, text, modulation, rotary, None)
+
+    # The output norm's shift and scale, per frame: (batch, frames, 1, width) each
+    table = self.scale_shift_table.unsqueeze(1)  # (1, 1, 2, width)
+    shift, scale = (table + temb.unsqueeze(2)).chunk(2, dim=2)
+    shift, scale = shift.to(tokens.device), scale.to(tokens.device)
+    normed = self.norm_out(tokens.float()).unflatten(1, (frames, -1))  # (batch, frames, h * w, width)
+    tokens = (normed * (1 + scale) + shift).flatten(1, 2).type_as(tokens)
+    patches = self.proj_out(tokens)  # (batch, tokens, p_t * p_h * p_w * channels)
+
+    patches = patches.reshape(batch, frames, height, width, patch_t, patch_h, patch_w, -1)
+    patches = patches.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (batch, channels, f, p_t, h, p_h, w, p_w)
+    output = patches.reshape(batch, -1, frames * patch_t, height * patch_h, width * patch_w)
+    if not return_dict:
+        return (output,)
+    return Transformer2DModelOutput(sample=output)
+
+
+def _block_forward_per_frame(
+    self: Any,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    temb: torch.Tensor,
+    rotary_emb: Any,
+    attention_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """SkyReelsV2TransformerBlock.forward for a per-frame modulation ``temb`` of (batch, frames, 1, 6, width).
+
+    Tokens are viewed as (batch, frames, tokens per frame, width) wherever the modulation meets them.
+    """
+    if temb.dim() != 5:  # diffusers' own layouts: one modulation per video, or per token
+        return type(self).forward(
+            self, hidden_states, encoder_hidden_states, temb, rotary_emb, attention_mask
+        )
+    frames, dtype = temb.shape[1], hidden_states.dtype
+    table = self.scale_shift_table.view(1, 1, 1, 6, -1)
+    modulation = (table + temb.float()).unbind(3)  # six of (batch, frames, 1, width), float32
+    shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = modulation
+
+    def by_frame(x: torch.Tensor) -> torch.Tensor:  # (batch, tokens, width) -> (batch, frames, h * w, width)
+        return x.unflatten(1, (frames, -1))
+
+    # 1. Self-attention
+    normed = (by_frame(self.norm1(hidden_states.float())) * (1 + scale_msa) + shift_msa).flatten(1, 2)
+    attention = self.attn1(normed.to(dtype), None, attention_mask, rotary_emb)
+    hidden_states = (by_frame(hidden_states.float()) + by_frame(attention) * gate_msa).flatten(1, 2).to(dtype)
+
+    # 2. Cross-attention
+    normed = self.norm2(hidden_states.float()).to(dtype)
+    hidden_states = hidden_states + self.attn2(normed, encoder_hidden_states, None, None)
+
+    # 3. Feed-forward
+    normed = (by_frame(self.norm3(hidden_states.float())) * (1 + c_scale_msa) + c_shift_msa).flatten(1, 2)
+    feed_forward = self.ffn(normed.to(dtype))
+    out = by_frame(hidden_states.float()) + by_frame(feed_forward.float()) * c_gate_msa
+    return out.flatten(1, 2).to(dtype)
+
+
+def _mark_window_length_dynamic(*tensors: torch.Tensor) -> None:
+    """Tell torch.compile that dimension 1 (tokens, or latent frames) varies from window to window.
+
+    Windows of a render have different lengths; compiled blocks traced with a symbolic length serve them all,
+    where a static trace would recompile for the second length. Marking is free when nothing is compiled.
+    """
+    import torch
+
+    for tensor in tensors:
+        torch._dynamo.maybe_mark_dynamic(tensor, 1)

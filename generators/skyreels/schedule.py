@@ -123,9 +123,6 @@ def windows_text(windows: Any) -> str:
     )
 
 
-# --- watching a run: passes, windows, progress -----------------------------------------------------------------
-
-
 # --- during: watching a run's passes, windows and progress ------------------------------------------------------
 
 
@@ -193,8 +190,6 @@ class ScheduleWatch:
         self.windows[-1].denoise_steps += 1
         self.rows += 1
         self.progress(ProgressEvent(self.shot.id, "denoise", self.rows, self.total_rows))
-        if self.rows == self.total_rows:  # the pipeline decodes right after its last row
-            self.progress(ProgressEvent(self.shot.id, "decode", 0, 1, "decoding latents to frames"))
         return {}
 
     def check(self) -> None:

@@ -57,6 +57,15 @@ def pick_device(torch: Any, requested: str | None) -> torch.device:
         raise UserError(f"unknown device '{requested}'; use cuda, cuda:N or cpu") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{requested}' asked for, but torch sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UserError(
+            f"device '{requested}' asked for, but torch sees {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1}); "
+            "use one of those"
+        )
+    other = getattr(torch.backends, device.type, None) if device.type not in ("cpu", "cuda") else None
+    if other is not None and hasattr(other, "is_available") and not other.is_available():
+        raise UserError(f"device '{requested}' asked for, but torch cannot use it here; use --device cpu")
     return device
 
 

@@ -31,6 +31,30 @@ Seed = Annotated[
     ),
 ]
 
+# How the transformer runs: each replaces the storyboard's `generation:` key of the same name.
+Attention = Annotated[
+    str | None,
+    typer.Option(
+        help="attention kernel: auto, flash3, sage (8-bit, lossy), flash, cudnn or sdpa",
+        show_default="the storyboard's, else auto",
+    ),
+]
+Compile = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="compile the transformer's repeated blocks (auto: on for CUDA)",
+        show_default="the storyboard's, else auto",
+    ),
+]
+Precision = Annotated[
+    str | None,
+    typer.Option(
+        help="the transformer's precision: bf16, or fp8 (faster, lossy)",
+        show_default="the storyboard's, else bf16",
+    ),
+]
+
 EnhancerName = Annotated[
     str | None,
     typer.Option(help="prompt enhancer: none, template, vllm, ...", show_default="the storyboard's"),

@@ -12,11 +12,14 @@ from rich.table import Table
 from .app import app, err, errors_reported, out
 from .options import (
     AllowOutside,
+    Attention,
     CacheDir,
+    Compile,
     EnhancerFallback,
     EnhancerModel,
     EnhancerName,
     EnhancerUrl,
+    Precision,
     RefreshPrompts,
     Seed,
     Story,
@@ -80,6 +83,9 @@ def render(
     device: Device = None,
     dtype: Dtype = None,
     offload: Offload = False,
+    attention: Attention = None,
+    compile: Compile = None,
+    precision: Precision = None,
     allow_outside: AllowOutside = False,
     var: Vars = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
@@ -112,6 +118,9 @@ def render(
                 device=device,
                 dtype=dtype,
                 offload=offload,
+                attention=attention,
+                compile=compile,
+                precision=precision,
                 progress=progress,
             )
         if json_output:

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import app, err, errors_reported, out
-from .options import AllowOutside, Seed, Story, Vars, template_vars
+from .options import AllowOutside, Attention, Compile, Precision, Seed, Story, Vars, template_vars
 
 if TYPE_CHECKING:
     from storyreel.plan import FilmPlan
@@ -84,6 +84,9 @@ def plan(
     model: Annotated[
         str | None, typer.Option(envvar="STORYREEL_MODEL", help="model for every shot (for the estimate)")
     ] = None,
+    attention: Attention = None,
+    compile: Compile = None,
+    precision: Precision = None,
     allow_outside: AllowOutside = False,
     var: Vars = None,
 ) -> None:
@@ -93,7 +96,15 @@ def plan(
 
     with errors_reported(), _rendered_hint(story, var):
         board = load_storyboard(story, allow_outside=allow_outside, template_vars=template_vars(var))
-        film = plan_film(board, seed=seed, model=model, allow_outside=allow_outside)
+        film = plan_film(
+            board,
+            seed=seed,
+            model=model,
+            attention=attention,
+            compile=compile,
+            precision=precision,
+            allow_outside=allow_outside,
+        )
         if json_output:
             out.print_json(json.dumps(film.to_json()))
             return
@@ -142,6 +153,9 @@ def _print_plan(film: FilmPlan) -> None:
             f"about {estimate.h100_minutes:.1f} min on one H100 at 40% of bf16 peak"
         )
     out.print(line)
+    if any(shot.settings.model for shot in film.shots):  # the animatic runs no transformer
+        run = film.transformer
+        out.print(f"transformer: attention {run.attention}, compile {run.compile}, precision {run.precision}")
     for note in film.notes:
         out.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# SkyReels-V2's GPU measurements in one go, on a bare CUDA machine without network, within 8 minutes.
+#
+# The machine needs Python 3.12 with a CUDA build of torch (and transformers, tokenizers, safetensors,
+# huggingface_hub, accelerate, pyyaml, jinja2, typer, rich, networkx, numpy, pillow), as the usual
+# GPU images have; what they lack comes as wheels carried along with the project:
+#
+#   bash benchmarks/gpu_suite.sh --download .whl     # on a machine with network: fetch the wheels into .whl/
+#   bash benchmarks/gpu_suite.sh --wheels .whl       # on the GPU machine: install them, run the suite
+#
+# Stages, each under its own time limit (their sum, with the install, stays under 8 minutes); every stage
+# writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish, so a
+# stage stopped at its limit keeps what it measured. Within a stage the configs run most telling first:
+#   1. DF-1.3B per denoise step at 540P x 97 frames: sdpa eager bf16 (what diffusers runs by default),
+#      the auto kernel eager and compiled in bf16, compiled in FP8, then every other kernel installed,
+#      eager and compiled, bf16 and FP8, as time allows; FP8's error against bf16
+#   2. one whole DF-1.3B shot (177 frames, two windows, --shot-steps steps) through the generator, from a
+#      real-size random-weight folder: load, encode, windows, decode
+#   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
+#   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHEELS=.whl
+OUT=benchmarks/results
+PYTHON=${PYTHON:-python3}
+SHOT_STEPS=10
+DOWNLOAD=""
+usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --wheels) WHEELS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --python) PYTHON=$2; shift 2 ;;
+        --shot-steps) SHOT_STEPS=$2; shift 2 ;;
+        --download) DOWNLOAD=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "gpu_suite.sh: unknown argument '$1'" >&2; usage 2 ;;
+    esac
+done
+
+# The wheels the GPU image lacks: diffusers (pinned: storyreel's quirks were measured on it), ftfy (the
+# pipelines clean prompts with it), torchao (FP8), pydantic (storyreel's models). For CPython 3.12 on x86-64.
+PACKAGES=(
+    diffusers==0.42.1 importlib-metadata ftfy==6.3.1 wcwidth torchao==0.18.0
+    pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection
+)
+
+if [ -n "$DOWNLOAD" ]; then
+    mkdir -p "$DOWNLOAD"
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$DOWNLOAD" "${PACKAGES[@]}"
+    ls -l "$DOWNLOAD"
+    exit 0
+fi
+
+started=$(date +%s)
+elapsed() { echo $(( $(date +%s) - started )); }
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+# --- install: the carried wheels and storyreel itself, into a folder of their own ---------------------------
+SITE=$(mktemp -d /tmp/storyreel-suite-XXXX)
+ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run --download there first" >&2; exit 1; }
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$WHEELS"/*.whl
+"$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" .
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+"$PYTHON" - <<'EOF'
+import torch, diffusers, storyreel.generators.skyreels as sky
+if not torch.cuda.is_available():
+    raise SystemExit("gpu_suite.sh: torch sees no CUDA GPU")
+major, minor = torch.cuda.get_device_capability()
+print(f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), torch {torch.__version__}, "
+      f"diffusers {diffusers.__version__}")
+EOF
+mkdir -p "$OUT"
+GPU=$("$PYTHON" -c "import re, torch; print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name()).strip('-'))")
+LOG="$OUT/gpu_suite-$GPU.log"
+echo "installed in $(elapsed)s; log: $LOG"
+
+# stage NAME LIMIT_SECONDS COMMAND...: run with a hard time limit, log it, go on whatever it returns
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (at most ${limit}s, from $(elapsed)s)" | tee -a "$LOG"
+    set +e
+    timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+    local status=${PIPESTATUS[0]}
+    set -e
+    [ "$status" -eq 0 ] || echo "=== $name ended with status $status (124: its time limit)" | tee -a "$LOG"
+}
+BENCH=("$PYTHON" benchmarks/skyreels_dit.py --out "$OUT" --scratch /tmp)
+
+stage "DF-1.3B: kernels x compilation x precision" 120 \
+    "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 \
+    --configs sdpa/eager/bf16 auto/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 all
+stage "DF-1.3B: one whole shot" 100 \
+    "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS"
+stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 170 \
+    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 \
+    --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
+# -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
+stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
+echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"
