@@ -16,20 +16,26 @@ import difflib
 import math
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from .camera import ANGLES, SHOT_TYPES, normalise_angle, normalise_shot_type
-from .frames import SPATIAL_MULTIPLE, four_k_plus_one_around, is_four_k_plus_one, nearest_side
+from .frames import (
+    SPATIAL_MULTIPLE,
+    four_k_plus_one_around,
+    is_four_k_plus_one,
+    nearest_side,
+    not_four_k_plus_one,
+)
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # A shot id names shots/<id>.mp4 and the temporary files beside it, which a file system caps at 255 bytes.
 MAX_ID_LENGTH = 120
 CHARACTER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Transition = Literal["continue", "cut", "dissolve", "fade"]
-TRANSITIONS: tuple[str, ...] = ("continue", "cut", "dissolve", "fade")
+TRANSITIONS: tuple[str, ...] = get_args(Transition)
 
 RESOLUTIONS = {"540P": (960, 544), "720P": (1280, 720)}
 
@@ -208,7 +214,7 @@ def four_k_plus_one(name: str, examples: str) -> Any:
         ):
             lower, upper = four_k_plus_one_around(value)
             raise field_error(
-                f"{value} is not of the form 4k+1 (the video VAE encodes 1 + 4k frames)",
+                not_four_k_plus_one(value),
                 f"use {lower} or {upper}; {examples}",
             )
         return value

@@ -92,6 +92,11 @@ def is_four_k_plus_one(frames: int) -> bool:
     return frames >= 1 and (frames - 1) % VAE_TEMPORAL_STRIDE == 0
 
 
+def not_four_k_plus_one(frames: int) -> str:
+    """What is wrong with a frame count that is not ``4k + 1``, in the words every check uses."""
+    return f"{frames} is not of the form 4k+1 (the video VAE encodes 1 + {VAE_TEMPORAL_STRIDE}k frames)"
+
+
 def four_k_plus_one_around(frames: int) -> tuple[int, int]:
     """The ``4k + 1`` counts on either side of ``frames`` (the fix to suggest for a count that is not one).
 
@@ -123,8 +128,9 @@ def frames_for_duration(seconds: float, fps: int) -> int:
     return max(1, round(seconds * fps))
 
 
-def snap_frames(requested: int, mode: Mode, causal_block_size: int) -> int:
-    """The valid frame count nearest to ``requested``; a tie goes to the longer, so rounding never cuts a shot short.
+def snap_frames(requested: int, mode: Mode, causal_block_size: int, at_most: int | None = None) -> int:
+    """The valid frame count nearest to ``requested``; a tie goes to the longer, so rounding never cuts a shot short,
+    unless the longer is past ``at_most`` (a shot's longest allowed length).
 
     A fresh or image shot has ``4(L - 1) + 1`` frames with ``L`` a multiple of the causal block size
     (at least 2 latent frames); a continuing shot has ``4K`` new frames with ``K`` a multiple of it.
@@ -132,21 +138,26 @@ def snap_frames(requested: int, mode: Mode, causal_block_size: int) -> int:
 
     >>> snap_frames(96, "fresh", 1), snap_frames(84, "continue", 1), snap_frames(84, "continue", 5)
     (97, 84, 80)
+    >>> snap_frames(1457, "fresh", 3), snap_frames(1457, "fresh", 3, at_most=1457)
+    (1461, 1449)
     """
     block = causal_block_size
     if mode == "continue":
         low = max(block, requested // VAE_TEMPORAL_STRIDE // block * block)
         return VAE_TEMPORAL_STRIDE * _nearest_by(
-            [low, low + block], lambda k: VAE_TEMPORAL_STRIDE * k, requested
+            [low, low + block], lambda k: VAE_TEMPORAL_STRIDE * k, requested, at_most
         )
     minimum = block * math.ceil(2 / block)
     target_latent = (requested - 1) / VAE_TEMPORAL_STRIDE + 1
     low = max(minimum, math.floor(target_latent / block) * block)
-    return pixel_count(_nearest_by([low, low + block], pixel_count, requested))
+    return pixel_count(_nearest_by([low, low + block], pixel_count, requested, at_most))
 
 
-def _nearest_by(candidates: list[int], frames_of: Callable[[int], int], requested: int) -> int:
-    return min(candidates, key=lambda c: (abs(frames_of(c) - requested), -c))
+def _nearest_by(
+    candidates: list[int], frames_of: Callable[[int], int], requested: int, at_most: int | None = None
+) -> int:
+    fitting = [c for c in candidates if at_most is None or frames_of(c) <= at_most] or candidates[:1]
+    return min(fitting, key=lambda c: (abs(frames_of(c) - requested), -c))
 
 
 def shortest_duration(footage: int, mode: Mode, fps: int, settings: WindowSettings) -> float:
@@ -198,9 +209,7 @@ def window_setting_faults(
     """
     base, overlap, block = base_num_frames, overlap_history, causal_block_size
     faults = [
-        SettingFault(
-            key, f"{key} {value} is not of the form 4k+1 (the video VAE encodes 1 + 4k frames)", (key,)
-        )
+        SettingFault(key, f"{key} {not_four_k_plus_one(value)}", (key,))
         for key, value in (("base_num_frames", base), ("overlap_history", overlap))
         if not is_four_k_plus_one(value)
     ]

@@ -17,10 +17,9 @@ s.yaml:2:45: scenes[0].shots[0].duraton: unknown key 'duraton'; did you mean 'du
 from __future__ import annotations
 
 import codecs
-import copy
 import difflib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +103,20 @@ def decode_text(data: bytes, file: str) -> str:
 
 
 def load_storyboard(
-    path: str | Path, *, allow_outside: bool = False, template_vars: dict[str, Any] | None = None
+    path: str | Path,
+    *,
+    allow_outside: bool = False,
+    template_vars: dict[str, Any] | None = None,
+    film_checks: bool = True,
+    on_text: Callable[[str], None] | None = None,
 ) -> Storyboard:
     """Load and check a storyboard file (``.yaml``, or a Jinja2 template ``.yaml.j2``).
 
     Raises StoryboardError listing every problem with ``file:line:col``, the field and the fix: when anything
     is wrong, the checks of :func:`storyreel.plan_film` run too, so that one pass reports every problem.
+    ``film_checks=False`` leaves the film's checks of a storyboard whose format is right to a
+    :func:`storyreel.plan_film` that comes next (it runs them anyway). ``on_text`` is given the YAML the file
+    is read as (what a template renders to) before it is parsed.
 
     >>> board = load_storyboard("examples/swan_lake.yaml")  # doctest: +SKIP
     >>> [shot.id for _, _, _, shot in board.iter_shots()]  # doctest: +SKIP
@@ -117,12 +124,16 @@ def load_storyboard(
     """
     path = Path(path)
     text, display, templated = _read_storyboard(path, template_vars)
+    if on_text is not None:
+        on_text(text)
     with collector_paused():
         board, problems, failed = _parse(text, display, base_dir=path.resolve().parent, templated=templated)
         if board is None:
             raise StoryboardError(problems)
         board._path = path
         if not problems:
+            if not film_checks:
+                return board
             problems = board.problems(allow_outside=allow_outside)
             if not problems:
                 return board
@@ -201,12 +212,11 @@ _STAND_INS: dict[str, Any] = {
 
 
 def _stand_in_board(data: dict[str, Any], error: ValidationError, unreadable: set[str]) -> Storyboard | None:
-    """The storyboard ``data`` makes once every failing value is dropped or replaced by a stand-in."""
-    data = copy.deepcopy(data)
+    """The storyboard ``data`` makes once every failing value is dropped or replaced by a stand-in. ``data`` is
+    changed in place: its caller is done with it."""
     counter = itertools.count(1)
-    for _ in range(
-        4
-    ):  # a stand-in can uncover a problem the first pass could not see; a few rounds settle it
+    # A stand-in can uncover a problem the first pass could not see; a few rounds settle it.
+    for _ in range(4):
         for entry in error.errors(include_url=False):
             if not _neutralise(data, entry, counter, unreadable):
                 return None

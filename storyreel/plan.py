@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
 from .assets import unreachable
+from .checks import unique_problems
 from .errors import Problem, StoryboardError
 from .fields import parse_attention, parse_compile, parse_precision
 from .frames import (
@@ -48,6 +49,7 @@ from .storyboard import (
     MAX_BASE_NUM_FRAMES,
     MAX_CAUSAL_BLOCK_SIZE,
     MAX_SHOT_FRAMES,
+    MAX_SHOT_SECONDS,
     TRANSFORMER_DEFAULTS,
     Camera,
     Shot,
@@ -262,17 +264,17 @@ def _plan(
     running = _transformer_settings(board, transformer, problems)
     ids = [shot.id for _, _, _, shot in board.iter_shots()]
     if len(set(ids)) != len(ids):
-        return None, _unique(problems)  # the shot graph needs unique ids; the duplicates are reported
+        return None, unique_problems(problems)  # the shot graph needs unique ids; the duplicates are reported
     try:
         graph = build_graph(board)
     except StoryboardError as exc:
-        return None, _unique(problems + exc.problems)
+        return None, unique_problems(problems + exc.problems)
     planning = _Planning(board, seed, model, problems=problems)
     for shot_id in graph.render_order:  # a parent before the shots continuing it
         planning.draft(graph.nodes[shot_id])
     planning.check_frame_rate()
     if planning.problems or check_only:
-        return None, _unique(planning.problems)
+        return None, unique_problems(planning.problems)
     return _film_plan(planning, graph, running), []
 
 
@@ -369,7 +371,7 @@ class _Planning:
         settings, where = self._settings(shot, mode)
         windows_fit = self._check_window_settings(shot, settings, where)
         requested, length_fits = self._requested_frames(node, shot, mode, settings)
-        frames = snap_frames(requested, mode, settings.causal_block_size)
+        frames = snap_frames(requested, mode, settings.causal_block_size, at_most=MAX_SHOT_FRAMES)
         if windows_fit and length_fits:
             self._note_snapped(shot, mode, requested, frames)
         parent_fits = self._check_parent(node, shot, settings, where)
@@ -547,6 +549,14 @@ def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSe
     """The plan of a film whose every shot drafted without a problem."""
     board, fps = planning.board, planning.fps
     plans = [_shot_plan(board, planning.drafts[s], fps) for s in graph.timeline]
+    for plan in plans:
+        asked = planning.drafts[plan.id].shot.transition_duration
+        if asked and plan.transition not in ("dissolve", "fade"):
+            planning.notes.add(
+                plan.id,
+                f"its transition_duration {asked:g}s is not used: a {plan.transition} has no length "
+                "(write transition: dissolve or fade for one that has)",
+            )
     timeline_plans = _place_on_timeline(plans, planning.notes)
     film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
     estimate, model_notes = _estimate(board, timeline_plans)
@@ -755,9 +765,8 @@ def _parent_fix(parent: _Draft, needed: int, fps: int) -> str:
     lower = four_k_plus_one_at_most(
         generated_frames(parent.mode, parent.frames, parent.settings.overlap_history)
     )
-    fix = f"lengthen '{parent.shot.id}' to at least {seconds:.2f}s"
+    if seconds <= MAX_SHOT_SECONDS:
+        fix = f"lengthen '{parent.shot.id}' to at least {seconds:.2f}s"
+    else:  # at a low frame rate, past the longest duration a shot may be written with: its length in frames
+        fix = f"give '{parent.shot.id}' frames: {frames_for_duration(seconds, fps)}"
     return fix + (f", or lower overlap_history to {lower} or less" if lower else "")
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    return list(dict.fromkeys(problems))

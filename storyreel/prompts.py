@@ -50,8 +50,9 @@ class PromptSyntaxError(ValueError):
         )
 
 
-# A prompt is read by several checks, a setting once per shot of its scene.
-@functools.lru_cache(maxsize=65536)
+# A prompt is read by several checks in a row, a setting once per shot of its scene: a small cache serves both
+# without keeping every prompt of every storyboard a long-lived process has loaded.
+@functools.lru_cache(maxsize=1024)
 def prompt_references(text: str) -> References:
     """``(start, end, name)`` of every ``{{ name }}`` in a prompt; PromptSyntaxError for any other ``{{``,
     ``{%`` or ``{#``. A plain reading, never a template: a prompt cannot compute, loop or call anything.

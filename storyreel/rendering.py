@@ -240,7 +240,7 @@ def enhance_storyboard(
     locked prompt is still current are not sent again unless ``refresh_prompts``.
     """
     report = progress or RenderProgress()
-    board = _board(storyboard, allow_outside, template_vars)
+    board = _board(storyboard, allow_outside, template_vars, film_checks=False)
     plan = plan_film(board, allow_outside=allow_outside)
     if lock is not None:
         lock_path = Path(lock)
@@ -273,11 +273,18 @@ def enhance_storyboard(
 
 
 def _board(
-    storyboard: Storyboard | str | Path, allow_outside: bool, template_vars: dict[str, Any] | None
+    storyboard: Storyboard | str | Path,
+    allow_outside: bool,
+    template_vars: dict[str, Any] | None,
+    film_checks: bool = True,
 ) -> Storyboard:
+    """The storyboard, loaded when given as a path. ``film_checks=False`` when plan_film comes next, nothing
+    happening in between (it runs them)."""
     if isinstance(storyboard, Storyboard):
         return storyboard
-    return load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
+    return load_storyboard(
+        storyboard, allow_outside=allow_outside, template_vars=template_vars, film_checks=film_checks
+    )
 
 
 def _enhancer_settings(

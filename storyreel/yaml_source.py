@@ -602,11 +602,11 @@ def load_yaml(
     try:
         loader = _Loader(text)
     except UnicodeEncodeError as exc:  # libyaml reads UTF-8: a lone surrogate is bytes that were not text
-        line, column = _line_and_column(text, exc.start)
+        at_line, at_column = _line_and_column(text, exc.start)
         raise StoryboardError.single(
             file,
-            line,
-            column,
+            at_line,
+            at_column,
             "",
             f"the text holds U+{ord(text[exc.start]):04X}, which is not a character (bytes that are not UTF-8)",
             "write it as UTF-8 text",
@@ -654,12 +654,12 @@ def load_yaml(
             "check the indentation and quoting here (a value with ': ' or '#' needs quotes)",
         ) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere in a document
-        line, column = _line_and_column(text, _reader_index(text, exc.position))
+        at_line, at_column = _line_and_column(text, _reader_index(text, exc.position))
         character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         raise StoryboardError.single(
             file,
-            line,
-            column,
+            at_line,
+            at_column,
             "",
             f"the file holds the character U+{ord(character):04X} ({_character_name(character)}), which YAML "
             "does not allow",

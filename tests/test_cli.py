@@ -176,24 +176,47 @@ LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\
     f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
     for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
 )
+# Each storyboard, with the words of the message that refuses it.
 HOSTILE = {
-    "laughs.yaml": LAUGHS + ONE_SHOT + "      - {id: x, prompt: p, duration: 1}\n",
-    "jinja.yaml": ONE_SHOT + "      - {id: x, prompt: \"{{ 'x' * 1000000000000 }}\", duration: 1}\n",
-    "loops.yaml": ONE_SHOT
-    + '      - {id: x, prompt: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", '
-    "duration: 1}\n",
-    "huge.yaml": ONE_SHOT + "      - {id: x, prompt: p, frames: 100000000}\n",
-    "wide.yaml": "storyreel: 1\ngeneration: {resolution: 100000x100000}\n"
-    + ONE_SHOT[13:]
-    + "      - {id: x, prompt: p, duration: 1}\n",
-    "deep.yaml": "storyreel: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n",
-    "pow.yaml.j2": "vars:\n  n: 1\n" + ONE_SHOT + '      - {id: x, prompt: "{{ 9**(9**9) }}", duration: 1}\n',
-    "hang.yaml.j2": "vars:\n  n: 1\n"
-    + ONE_SHOT
-    + "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
-    "strings.yaml.j2": "vars:\n  n: 1\n"
-    + ONE_SHOT
-    + "      - {id: x, prompt: \"{{ 'x' * 10**12 }}\", duration: 1}\n",
+    "laughs.yaml": (
+        LAUGHS + ONE_SHOT + "      - {id: x, prompt: p, duration: 1}\n",
+        "aliases (*name) here expand the document past 100,000 copied values",
+    ),
+    "jinja.yaml": (
+        ONE_SHOT + "      - {id: x, prompt: \"{{ 'x' * 1000000000000 }}\", duration: 1}\n",
+        "is not a character reference: prompts and settings only hold {{ character }} references",
+    ),
+    "loops.yaml": (
+        ONE_SHOT
+        + '      - {id: x, prompt: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}'
+        '{% endfor %}", duration: 1}\n',
+        "'{% for i in range(100000) %}' is not a character reference",
+    ),
+    "huge.yaml": (
+        ONE_SHOT + "      - {id: x, prompt: p, frames: 100000000}\n",
+        "frames: 100000000 is out of bounds: `frames` must be at most 1457",
+    ),
+    "wide.yaml": (
+        "storyreel: 1\ngeneration: {resolution: 100000x100000}\n"
+        + ONE_SHOT[13:]
+        + "      - {id: x, prompt: p, duration: 1}\n",
+        "100000x100000 is larger than a film may be",
+    ),
+    "deep.yaml": ("storyreel: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n", "exceeded maximum nesting depth"),
+    "pow.yaml.j2": (
+        "vars:\n  n: 1\n" + ONE_SHOT + '      - {id: x, prompt: "{{ 9**(9**9) }}", duration: 1}\n',
+        "template limit: 9 ** 387420489 would be a number of about 1,228,093,894 bits",
+    ),
+    "hang.yaml.j2": (
+        "vars:\n  n: 1\n"
+        + ONE_SHOT
+        + "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+        "template limit: the template's loops ran more than 1,000,000 times",
+    ),
+    "strings.yaml.j2": (
+        "vars:\n  n: 1\n" + ONE_SHOT + "      - {id: x, prompt: \"{{ 'x' * 10**12 }}\", duration: 1}\n",
+        "template limit: repeating a str 1,000,000,000,000 times would build a value",
+    ),
 }
 
 
@@ -204,7 +227,7 @@ def test_hostile_storyboards_exit_1_with_a_message_in_bounded_memory(tmp_path):
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
         "from storyreel.cli import main; sys.argv = ['storyreel', 'validate', sys.argv[1]]; main()"
     )
-    for name, text in HOSTILE.items():
+    for name, (text, words) in HOSTILE.items():
         path = tmp_path / name
         path.write_text(text)
         result = subprocess.run(
@@ -215,6 +238,7 @@ def test_hostile_storyboards_exit_1_with_a_message_in_bounded_memory(tmp_path):
             name,
             result.stderr,
         )
+        assert words in " ".join(result.stderr.split()), (name, result.stderr)
 
 
 def test_print_yaml_shows_what_a_template_renders_to_even_when_it_does_not_validate(write_story):

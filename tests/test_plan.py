@@ -312,24 +312,27 @@ def test_a_model_not_on_this_machine_is_said_and_a_hub_id_is_still_estimated_by_
     ]
 
 
-def rows_closed_form(blocks: int, prefix: int, steps: int, ar_step: int) -> int:
-    return steps + (blocks - prefix - 1) * ar_step
+def rows_stepped(blocks: int, prefix: int, steps: int, ar_step: int) -> int:
+    """The diffusion-forcing rule run row by row: prefix blocks start denoised; in each row the first block still
+    denoising takes a step, and a later one takes a step when the block before it had finished, or was at least
+    ``ar_step`` steps ahead, at the start of the row."""
+    done = [steps] * prefix + [0] * (blocks - prefix)
+    rows = 0
+    while any(count < steps for count in done):
+        before = list(done)
+        for i in range(prefix, blocks):
+            ahead = i == prefix or before[i - 1] == steps or before[i - 1] - before[i] >= ar_step
+            if before[i] < steps and ahead:
+                done[i] += 1
+        rows += 1
+    return rows
 
 
-@pytest.mark.parametrize(
-    ("blocks", "prefix", "steps", "ar_step"),
-    [
-        (25, 0, 30, 0),
-        (25, 5, 30, 0),
-        (5, 0, 30, 5),
-        (5, 1, 30, 5),
-        (20, 0, 50, 1),
-        (3, 0, 4, 2),
-        (1, 0, 7, 3),
-    ],
-)
-def test_timestep_rows_match_the_closed_form_when_ar_step_is_at_most_steps(blocks, prefix, steps, ar_step):
-    assert timestep_rows(blocks, prefix, steps, ar_step) == rows_closed_form(blocks, prefix, steps, ar_step)
+def test_timestep_rows_match_the_rule_stepped_row_by_row():
+    for blocks, steps, ar_step in itertools.product(range(1, 8), range(1, 8), range(0, 10)):
+        for prefix in range(blocks + 1):
+            case = (blocks, prefix, steps, ar_step)
+            assert timestep_rows(blocks, prefix, steps, ar_step) == rows_stepped(*case), case
 
 
 def test_timestep_rows_when_ar_step_exceeds_steps():
@@ -489,6 +492,40 @@ def test_a_transition_cut_to_fit_is_noted():
         "shot 'b': its 5.00s dissolve is cut to 1.00s (24 frames): a dissolve takes at most half of each shot it "
         "joins, here 'a' (49 frames) and this shot (97)"
     ]
+
+
+def test_the_parent_fix_past_the_longest_duration_gives_frames_instead():
+    from storyreel import StoryboardError
+
+    # At 4 fps the 253 conditioning frames are 63 s, longer than a duration may be but not than frames may be.
+    settings = {"fps": 4, "base_num_frames": 257, "overlap_history": 253}
+    shots = [{"id": "a", "prompt": "p", "duration": "2s"}, {"id": "b", "prompt": "q", "frames": 40}]
+    with pytest.raises(StoryboardError) as caught:
+        plan_film(film(settings, shots))
+    fix = caught.value.problems[0].fix
+    assert fix.startswith("give 'a' frames: "), fix
+    shots[0] = {"id": "a", "prompt": "p", "frames": int(fix.split("frames: ")[1].split(",")[0])}
+    assert plan_film(film(settings, shots)).shot("b").conditioned_on == "a"
+
+
+def test_a_shot_of_the_longest_length_is_not_snapped_past_it():
+    settings = {"causal_block_size": 3, "base_num_frames": 93, "overlap_history": 9}
+    plan = plan_film(film(settings, [{"id": "a", "prompt": "p", "frames": 1457}]))
+    assert plan.shot("a").frames == 1449
+
+
+@pytest.mark.parametrize("transition", ["cut", "continue"])
+def test_a_transition_duration_on_a_transition_without_length_is_noted(transition: str):
+    shots = [
+        {"id": "a", "prompt": "p", "frames": 49},
+        {"id": "b", "prompt": "p", "frames": 49, "transition": transition, "transition_duration": "1.5s"},
+    ]
+    plan = plan_film(film({"fps": 24}, shots))
+    assert plan.shot("b").transition_frames == 0
+    assert (
+        f"shot 'b': its transition_duration 1.5s is not used: a {transition} has no length (write transition: "
+        "dissolve or fade for one that has)"
+    ) in plan.notes
 
 
 def test_notes_repeated_across_shots_are_one_line():

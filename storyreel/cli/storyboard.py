@@ -38,14 +38,20 @@ def validate(
 ) -> None:
     """Check STORY; exit 0, or 1 with file:line:col messages for every problem."""
     from storyreel.plan import plan_film
-    from storyreel.storyboard import load_storyboard, storyboard_yaml
+    from storyreel.storyboard import load_storyboard
+
+    def print_text(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     with errors_reported(), _rendered_hint(story, var):
-        variables = template_vars(var)
-        if print_yaml:
-            sys.stdout.write(storyboard_yaml(story, template_vars=variables))
-            sys.stdout.flush()
-        board = load_storyboard(story, allow_outside=allow_outside, template_vars=variables)
+        board = load_storyboard(
+            story,
+            allow_outside=allow_outside,
+            template_vars=template_vars(var),
+            film_checks=False,  # plan_film runs them
+            on_text=print_text if print_yaml else None,
+        )
         plan = plan_film(board, allow_outside=allow_outside)
         for note in plan.notes:
             err.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
@@ -95,7 +101,9 @@ def plan(
     from storyreel.storyboard import load_storyboard
 
     with errors_reported(), _rendered_hint(story, var):
-        board = load_storyboard(story, allow_outside=allow_outside, template_vars=template_vars(var))
+        board = load_storyboard(  # plan_film runs the film's checks
+            story, allow_outside=allow_outside, template_vars=template_vars(var), film_checks=False
+        )
         film = plan_film(
             board,
             seed=seed,
