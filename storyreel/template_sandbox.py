@@ -22,7 +22,7 @@ rendered text, or the problems found, come back. Where it cannot fork (Windows) 
 there is.
 
 >>> import time
->>> sandbox = BoundedSandbox(jinja2.StrictUndefined, deadline=time.monotonic() + MAX_TEMPLATE_SECONDS)
+>>> sandbox = BoundedSandbox(jinja2.StrictUndefined, deadline=time.process_time() + MAX_TEMPLATE_SECONDS)
 >>> render_bounded(compile_template(sandbox, "{{ 'ab' * 2 }}", "t.j2"), {})
 'abab'
 >>> render_bounded(compile_template(sandbox, "{{ 'ab' * 10 ** 7 }}", "t.j2"), {})
@@ -71,9 +71,12 @@ MAX_OUTPUT_CHARS = MAX_DOCUMENT_CHARS
 MAX_TEMPLATE_CHARS = 128 * 1024
 MAX_TEMPLATE_NODES = 5_000
 # The hard limits of the child a template renders in: memory on top of what the process holds when it forks,
-# and time past the deadline the sandbox keeps itself, in case the template is stuck where it cannot see.
+# and CPU time past the deadline the sandbox keeps itself, in case the template is stuck where it cannot see.
+# Time is the child's CPU time, so that a busy machine does not cut a template short; the wall clock only
+# backs it up, for a child that stops without using any.
 MAX_TEMPLATE_MEMORY = 512 << 20
 CHILD_GRACE_SECONDS = 1.0
+CHILD_WALL_SECONDS = 30.0
 
 
 class TemplateLimitError(jinja2.TemplateRuntimeError):
@@ -220,8 +223,9 @@ class BoundedSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         self.tick()
 
     def tick(self) -> None:
-        """Every loop turn, call, operator, attribute and filter passes here: the clock is checked."""
-        if time.monotonic() > self.deadline:
+        """Every loop turn, call, operator, attribute and filter passes here: the clock (this process's CPU time,
+        :func:`time.process_time`, which ``deadline`` is in) is checked."""
+        if time.process_time() > self.deadline:
             raise TemplateLimitError(
                 f"the template took more than {MAX_TEMPLATE_SECONDS:g}s to render",
                 "simplify the loops or expressions here; a storyboard template needs only a fraction of that",
@@ -762,7 +766,7 @@ def render_in_child(
     os.close(to_parent)
     ended = False
     try:
-        deadline = time.monotonic() + MAX_TEMPLATE_SECONDS + CHILD_GRACE_SECONDS
+        deadline = time.monotonic() + CHILD_WALL_SECONDS
         while True:
             kind, value = _receive(from_child, deadline)
             if kind == "asks":
@@ -801,6 +805,7 @@ def _child(work: Callable[[], Generator[Any, Any, Any]], incoming: int, outgoing
     status = 0
     try:
         _limit_memory(MAX_TEMPLATE_MEMORY)
+        _limit_cpu(MAX_TEMPLATE_SECONDS + CHILD_GRACE_SECONDS)
         gc.freeze()  # the parent's objects are never collected here: their pages stay shared
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C stops the child with its parent
         try:
@@ -822,6 +827,16 @@ def _child(work: Callable[[], Generator[Any, Any, Any]], incoming: int, outgoing
         status = 70
     finally:
         os._exit(status)
+
+
+def _limit_cpu(seconds: float) -> None:
+    """Have the system stop this process (SIGXCPU) once it has used ``seconds`` of CPU time more."""
+    try:
+        import resource
+    except ImportError:
+        return
+    used = time.process_time()  # the child's own, from zero
+    resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(used + seconds), resource.RLIM_INFINITY))
 
 
 def _limit_memory(extra: int) -> None:
@@ -885,10 +900,11 @@ def _reap(pid: int, *, kill: bool) -> int:
 
 
 def _stopped(timed_out: bool, status: int) -> ChildStopped:
-    if timed_out:
-        seconds = MAX_TEMPLATE_SECONDS + CHILD_GRACE_SECONDS
+    if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU):
+        seconds = CHILD_WALL_SECONDS if timed_out else MAX_TEMPLATE_SECONDS + CHILD_GRACE_SECONDS
         return ChildStopped(
-            f"the template did not finish within {seconds:g}s and was stopped",
+            f"the template did not finish within {seconds:g}s{'' if timed_out else ' of CPU time'} and was "
+            "stopped",
             "simplify the loops or expressions, or compare and print smaller values",
         )
     how = (

@@ -202,7 +202,8 @@ def test_a_template_stuck_where_the_sandbox_cannot_see_is_stopped_in_time(write_
     nested = "{% set a = ['x'] %}{% set b = ['x'] %}" + "{% set a = [a, a] %}{% set b = [b, b] %}" * 40
     path = write_story(HEAD + nested + "{{ a == b }}\n" + SHOT, "compare.yaml.j2")
     assert only_problem(path) == (
-        f"{path}: template: template limit: the template did not finish within 3s and was stopped; simplify the "
+        f"{path}: template: template limit: the template did not finish within 3s of CPU time and "
+        "was stopped; simplify the "
         "loops or expressions, or compare and print smaller values"
     )
 
