@@ -1,4 +1,4 @@
-"""``render()``: a storyboard in, a film out. It composes the five stages, each owned by its own modules.
+"""``render()``: a storyboard in, a film out. It composes the stages, each owned by its own modules.
 
     1. storyboard   load and check the file (or take a Storyboard built in code)     storyboard
     2. plan         shot graph, timeline, frames and diffusion-forcing windows, then    graph, plan, frames,
@@ -9,6 +9,7 @@
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
                     (a continuing shot gets its parent's exact last frames)            cache, tails
     5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
+    6. check        each continuation's seam and each chain's drift measured, warnings  qa
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
 what killed renders left there is removed): :mod:`storyreel.render_folder`. The machine refusing a
@@ -215,6 +216,10 @@ def render(
             )
         else:
             report.note("rendered only some shots (--only), so film.mp4 was not assembled")
+
+        # 6. Check: each continuation's seam and each chain's drift measured on the shot files; what is past
+        #    a threshold is warned about and kept in the manifest
+        _check(plan, folder, manifest, report)
         manifest.write(folder.manifest)
         return manifest
 
@@ -479,3 +484,28 @@ def _assemble(
         has_audio=film.has_audio,
         captions=folder.captions.name if has_captions else None,
     )
+
+
+def _check(plan: FilmPlan, folder: RenderFolder, manifest: Manifest, report: RenderProgress) -> None:
+    """Stage 6: the seam and drift checks (:mod:`storyreel.qa`) on the shots this render holds, into the
+    manifest; without scikit-image they are skipped, and the note says which extra brings them."""
+    from .qa import check_render, qa_available
+
+    if not qa_available():
+        report.note("seam and drift checks skipped: they need scikit-image (pip install 'storyreel[qa]')")
+        return
+    made = {entry.id: folder.path / entry.path for entry in manifest.shots}
+    qa = check_render(
+        made,
+        {shot.id: shot.conditioned_on for shot in plan.shots},
+        plan.chains,
+        plan.width,
+        plan.height,
+    )
+    for entry in manifest.shots:
+        entry.qa = qa.seams.get(entry.id)
+    if manifest.film is not None:
+        manifest.film.qa = qa.film_entry()
+    manifest.warnings.extend(qa.warnings)
+    for warning in qa.warnings:
+        report.note(f"warning: {warning}")
