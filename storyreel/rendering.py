@@ -8,7 +8,8 @@
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
                     (a continuing shot gets its parent's exact last frames)            cache, tails
-    5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
+    5. assemble     shots cut into film.mp4 (+ film.srt, film.otio), then manifest.json assemble, editorial,
+                                                                                        manifest
     6. check        each continuation's seam and each chain's drift measured, warnings  qa
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
@@ -437,9 +438,11 @@ def _upcoming_prompts(
 def _assemble(
     board: Storyboard, plan: FilmPlan, folder: RenderFolder, reserved_bottom: int, report: RenderProgress
 ) -> FilmEntry:
-    """Stage 5: the shots cut into the film, with captions (burned in and as film.srt) and the music bed."""
+    """Stage 5: the shots cut into the film, with captions (burned in and as film.srt) and the music bed, and
+    the same cut as an editor's timeline (film.otio)."""
     from .assemble import AudioBed, Cut, assemble_film
     from .captions import write_srt
+    from .editorial import write_film_otio
 
     cuts = [
         Cut(
@@ -472,6 +475,7 @@ def _assemble(
         progress=report.film_progress,
     )
     has_captions = write_srt(cuts, plan.fps, folder.captions)
+    write_film_otio(folder.timeline, board.title, cuts, plan.fps, audio)
     if not has_captions:
         folder.captions.unlink(missing_ok=True)  # a stale file from an earlier render of this storyboard
     return FilmEntry(
