@@ -10,9 +10,10 @@ Per continuing shot (``qa`` in its manifest line), between the parent's last fra
 * ``seam_delta_e``: mean CIEDE2000 colour difference, on both frames box-averaged to at most
   :data:`COLOUR_WIDTH` pixels wide, so that it measures the look, not edges that moved;
 * ``seam_ssim``: structural similarity of the two frames in grey (1 is identical);
-* ``motion_jump``: the mean grey-level change across the seam divided by the mean change between
-  the parent's last frames (at least one grey level); about 1 when the motion carries on, large
-  when the picture jumps.
+* ``motion_jump``: the grey-level change across the seam divided by the mean change between the
+  parent's last frames (at least one grey level); a frame's change is the median over its pixels,
+  so text that differs from shot to shot (the animatic's slate) is not mistaken for motion. About
+  1 or less when the motion carries on, large when the picture jumps.
 
 Per chain (``film.qa.chains``), every shot against the chain's first: ``delta_e``, the CIEDE2000
 difference of their mean Lab colours, and ``contrast``, the relative change of the spread of L*
@@ -121,6 +122,12 @@ def _grey(frame: np.ndarray) -> np.ndarray:
     return _skimage().color.rgb2gray(frame)  # (height, width) floats in [0, 1]
 
 
+def _change(before: np.ndarray, after: np.ndarray) -> float:
+    """How much the picture changed between two grey frames, in grey levels: the median over pixels, so that a
+    small overlay that changes (a slate, a caption) does not count as the picture moving."""
+    return float(np.median(np.abs(after - before))) * 255
+
+
 def seam_check(parent: ShotSample, shot: ShotSample) -> dict[str, float]:
     """The seam between ``parent``'s last frame and ``shot``'s first: ``seam_delta_e``, ``seam_ssim`` and
     ``motion_jump`` (see the module docstring)."""
@@ -137,11 +144,8 @@ def seam_check(parent: ShotSample, shot: ShotSample) -> dict[str, float]:
         if window >= 3
         else float(1.0 - np.abs(grey_last - grey_first).mean())
     )
-    across = float(np.abs(grey_first - grey_last).mean()) * 255
-    before = [
-        float(np.abs(_grey(b) - _grey(a)).mean()) * 255
-        for a, b in zip(parent.tail, parent.tail[1:], strict=False)
-    ]
+    across = _change(grey_last, grey_first)
+    before = [_change(_grey(a), _grey(b)) for a, b in zip(parent.tail, parent.tail[1:], strict=False)]
     usual = max(float(np.mean(before)) if before else 0.0, 1.0)
     return {
         "seam_delta_e": round(float(delta_e.mean()), 3),

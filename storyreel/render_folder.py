@@ -3,6 +3,7 @@
     <out>/
         film.mp4  film.srt  manifest.json
         film.otio              the film as an editor's timeline (storyreel.editorial)
+        review.html  review/   the review page and its pictures (storyreel.review)
         shots/<shot id>.mp4
         .storyreel.lock        while a render runs: its pid, and the lock that keeps a second one out
 

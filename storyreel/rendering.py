@@ -10,7 +10,8 @@
                     (a continuing shot gets its parent's exact last frames)            cache, tails
     5. assemble     shots cut into film.mp4 (+ film.srt, film.otio), then manifest.json assemble, editorial,
                                                                                         manifest
-    6. check        each continuation's seam and each chain's drift measured, warnings  qa
+    6. check        each continuation's seam and each chain's drift measured, warnings, qa, review
+                    then review.html
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
 what killed renders left there is removed): :mod:`storyreel.render_folder`. The machine refusing a
@@ -41,6 +42,7 @@ from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
 from .prompt_lock import lock_path_for
 from .render_folder import RenderFolder, default_out_dir, machine_errors
+from .review import write_review
 from .shot_job import ShotJob, ShotWork, make_shot
 from .storyboard import EnhancerSettings, Storyboard, load_storyboard
 from .tails import TailKeeper
@@ -219,9 +221,10 @@ def render(
             report.note("rendered only some shots (--only), so film.mp4 was not assembled")
 
         # 6. Check: each continuation's seam and each chain's drift measured on the shot files; what is past
-        #    a threshold is warned about and kept in the manifest
+        #    a threshold is warned about and kept in the manifest, and the review page shows it all
         _check(plan, folder, manifest, report)
         manifest.write(folder.manifest)
+        write_review(folder.path, manifest)
         return manifest
 
 
