@@ -40,6 +40,8 @@ from .errors import Problem, StoryboardError
 from .fields import (
     ATTENTION_KERNELS,
     CHARACTER_NAME,
+    COLOR_MATCH_CHOICES,
+    COLOR_MATCH_DEFAULT,
     COMPILE_CHOICES,
     IDENTIFIER,
     MAX_AR_STEP,
@@ -58,6 +60,7 @@ from .fields import (
     four_k_plus_one,
     not_blank,
     parse_attention,
+    parse_color_match,
     parse_compile,
     parse_precision,
     parse_resolution,
@@ -208,6 +211,14 @@ class Generation(_Model):
         BeforeValidator(_unless_none(parse_precision)),
         WithJsonSchema({"enum": list(PRECISIONS)}),
     ] = Field(None, description="the transformer's precision: bf16 (default) or fp8 (faster, lossy)")
+    color_match: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_color_match)),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": list(COLOR_MATCH_CHOICES)}]}),
+    ] = Field(
+        None,
+        description="off (default) | on: a continuing shot's colour matched to its parent's last frames",
+    )
 
 
 GENERATION_DEFAULTS: dict[str, Any] = {
@@ -429,6 +440,14 @@ class Storyboard(_Model):
                     found[key] = (value, (*path, key))
                     break
         return found
+
+    def color_match_of(self, shot: Shot) -> str:
+        """The shot's ``color_match`` setting: its own, else its scene's, else the film's, else off."""
+        _, _, scene, _ = self.find_shot(shot.id)
+        for layer in (shot.generation, scene.generation, self.generation):
+            if layer is not None and layer.color_match is not None:
+                return layer.color_match
+        return COLOR_MATCH_DEFAULT
 
     def is_continuing(self, scene_index: int, shot_index: int) -> bool:
         """Whether a shot is conditioned on earlier footage (``continues:`` or a ``continue`` transition)."""

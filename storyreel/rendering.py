@@ -114,6 +114,7 @@ def render(
     attention: str | None = None,
     compile: bool | str | None = None,
     precision: str | None = None,
+    color_match: bool | str | None = None,
     progress: RenderProgress | None = None,
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
@@ -128,6 +129,8 @@ def render(
       ``seed`` replaces the film seed.
     - ``attention`` (auto, flash3, sage, flash, cudnn, sdpa), ``compile`` (True, False or "auto") and
       ``precision`` (bf16, fp8) replace the storyboard's settings of how the transformer runs.
+    - ``color_match`` (True/"on", False/"off") replaces the film's ``generation.color_match`` (a scene or shot
+      that sets its own keeps it): each continuation's colour matched to its parent's last frames.
     - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
       user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
       generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
@@ -137,6 +140,8 @@ def render(
     # 1. Storyboard, then the render folder: held from here on, so a second render into it stops before
     #    planning or enhancing anything
     board = _board(storyboard, allow_outside, template_vars)
+    if color_match is not None:
+        board = _with_color_match(board, color_match)
     folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
     places = [
         (folder.path, "--out chooses the render folder"),
@@ -175,6 +180,10 @@ def render(
                 precision=plan.transformer.precision,
             )
         backend.check_plan(order, options)
+        if any(shot.color_match for shot in order):
+            from .color_match import require_colour_matching
+
+            require_colour_matching()
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
@@ -287,6 +296,18 @@ def _board(
     if isinstance(storyboard, Storyboard):
         return storyboard
     return load_storyboard(storyboard, allow_outside=allow_outside, template_vars=template_vars)
+
+
+def _with_color_match(board: Storyboard, value: bool | str) -> Storyboard:
+    """``board`` with its film-wide ``generation.color_match`` replaced (``--color-match/--no-color-match``)."""
+    from .fields import parse_color_match
+
+    try:
+        chosen = parse_color_match(value)
+    except ValueError as exc:
+        raise UserError(f"color_match: {exc}") from None
+    generation = board.generation.model_copy(update={"color_match": chosen})
+    return board.model_copy(update={"generation": generation})
 
 
 def _enhancer_settings(
