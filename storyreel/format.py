@@ -295,6 +295,13 @@ class EnhancerSettings(_Model):
         description="seconds a server backend keeps retrying an unreachable server before it gives up",
     )
     request_timeout: float = Field(120.0, gt=0, description="seconds one answer may take")
+    wait: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="seconds to wait for a server that is not listening yet (still loading); 0: a refused "
+        "connection fails within seconds",
+    )
     system_template: str | None = Field(
         None, description="your own Jinja2 system prompt for LLM backends, relative to the storyboard"
     )

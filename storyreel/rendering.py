@@ -100,6 +100,7 @@ def render(
     enhancer_url: str | None = None,
     enhancer_model: str | None = None,
     enhancer_fallback: str | None = None,
+    enhancer_wait: float | None = None,
     refresh_prompts: bool = False,
     only: Sequence[str] | None = None,
     seed: int | None = None,
@@ -123,7 +124,8 @@ def render(
       or a generator object you constructed (used as is, not closed). ``model`` replaces every shot's.
     - ``enhancer`` (a name or an enhancer object), ``enhancer_url`` and ``enhancer_model`` replace the
       storyboard's enhancer settings; ``enhancer_fallback`` names an enhancer for the shots the first
-      one cannot do. Prompts are locked in ``<stem>.lock.yaml`` beside the storyboard and reused until
+      one cannot do; ``enhancer_wait`` is how long to wait for a server that is not listening yet. Prompts
+      are locked in ``<stem>.lock.yaml`` beside the storyboard and reused until
       their shot changes, unless ``refresh_prompts``.
     - ``only``: just those shots and the shots they continue, without assembling the film.
       ``seed`` replaces the film seed.
@@ -190,7 +192,9 @@ def render(
 
         # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
         #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
-        settings = _enhancer_settings(board, enhancer, enhancer_url, enhancer_model, enhancer_fallback)
+        settings = _enhancer_settings(
+            board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, wait=enhancer_wait
+        )
         report.stage("enhance", settings.backend)
         prompts = enhance_film(
             board,
@@ -244,6 +248,7 @@ def enhance_storyboard(
     enhancer_url: str | None = None,
     enhancer_model: str | None = None,
     enhancer_fallback: str | None = None,
+    enhancer_wait: float | None = None,
     concurrency: int | None = None,
     refresh_prompts: bool = False,
     lock: str | Path | None = None,
@@ -269,7 +274,7 @@ def enhance_storyboard(
             "a storyboard built in code has no file to put its prompt lock beside; pass lock=PATH"
         )
     settings = _enhancer_settings(
-        board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, concurrency
+        board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, concurrency, enhancer_wait
     )
     with machine_errors((lock_path.parent, "the prompt lock is kept beside the storyboard")):
         # The lock is written as prompts arrive: find out now, not after paying for the first answer,
@@ -317,11 +322,12 @@ def _enhancer_settings(
     model: str | None,
     fallback: str | None,
     concurrency: int | None = None,
+    wait: float | None = None,
 ) -> EnhancerSettings:
     """The storyboard's enhancer settings, with what the caller chose instead (None leaves a setting alone)."""
     name = enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name
     return enhancer_settings(
-        board, backend=name, url=url, model=model, fallback=fallback, concurrency=concurrency
+        board, backend=name, url=url, model=model, fallback=fallback, concurrency=concurrency, wait=wait
     )
 
 
