@@ -104,7 +104,9 @@ def chain(shots: int, frames: int, size: int, overlap: int, colour_match: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--frames", type=int, default=33)
     parser.add_argument("--size", type=int, default=128)
@@ -115,7 +117,9 @@ def main() -> None:
     runs = {
         mode: chain(args.shots, args.frames, args.size, args.overlap, mode == "on") for mode in ("off", "on")
     }
-    print(f"{args.shots}-shot chain, {args.frames} frames of {args.size}x{args.size} a shot, overlap {args.overlap}")
+    print(
+        f"{args.shots}-shot chain, {args.frames} frames of {args.size}x{args.size} a shot, overlap {args.overlap}"
+    )
     print(f"{'shot':>5}  {'dE off':>7}  {'dE on':>7}  {'contrast off':>12}  {'contrast on':>11}")
     for off, on in zip(runs["off"]["drift"], runs["on"]["drift"], strict=True):
         print(
