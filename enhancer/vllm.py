@@ -5,7 +5,7 @@ against (start one with ``storyreel enhancer serve``). Settings come from the st
 ``enhancer:`` block: ``url`` (else ``$STORYREEL_ENHANCER_URL``, else ``http://127.0.0.1:8000/v1``),
 ``model`` (else the one model the server serves), ``max_words``, ``concurrency`` (requests in
 flight), ``timeout`` (seconds to keep retrying a server that fails), ``request_timeout`` (seconds one
-answer may take), ``system_template`` and ``user_template`` (paths of Jinja2 files that replace the
+answer may take), ``wait`` (seconds to wait for a server that is not listening yet), ``system_template`` and ``user_template`` (paths of Jinja2 files that replace the
 bundled ``prompts/system.j2`` and ``prompts/user.j2``), each defaulting as ``EnhancerSettings`` says.
 ``$STORYREEL_ENHANCER_API_KEY``, when set, is sent as a bearer token.
 
@@ -20,9 +20,13 @@ How it behaves:
   only, at most ``max_words`` words ending at a sentence. An unusable answer is asked for again
   (3 tries in all); a shot that never gets one fails with :class:`EnhancerAnswerUnusable`, which
   carries the prompts that did succeed.
-* A refused connection, a timeout, a 5xx or a 429 is retried with exponential backoff (a server's
-  ``Retry-After`` is honoured) for at most ``timeout`` seconds, then :class:`EnhancerUnavailable`
-  says which URL failed and how to start a server; the first such failure stops the other shots.
+* A timeout, a 5xx or a 429 is retried with exponential backoff (a server's ``Retry-After`` is
+  honoured) for at most ``timeout`` seconds, then :class:`EnhancerUnavailable` says which URL
+  failed and how to start a server; the first such failure stops the other shots.
+* A refused connection means nothing listens there: it is retried only for ``wait`` seconds (a
+  server still loading its model opens its port late; ``--enhancer-wait``), or for
+  :data:`REFUSED_GRACE` seconds when ``wait`` is 0, so a render against a server that is down fails
+  within seconds with the same message.
   A 4xx other than 429 fails at once with :class:`EnhancerRejected` and the server's reason.
 
 >>> enhancer = VLLMEnhancer(EnhancerSettings(backend="vllm", url="http://127.0.0.1:8000"))
@@ -80,6 +84,7 @@ URL_ENV = "STORYREEL_ENHANCER_URL"
 API_KEY_ENV = "STORYREEL_ENHANCER_API_KEY"
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 10.0
+REFUSED_GRACE = 2.0  # seconds a refused connection is retried without --enhancer-wait: a server restarting
 
 
 def normalise_url(url: str) -> str:
@@ -110,6 +115,10 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _Refused(_Transient):
+    """Nothing listens at the address: down, or still loading."""
+
+
 class _Stopped(Exception):
     """Another shot's request failed for good; this one gave up without finishing."""
 
@@ -137,6 +146,7 @@ class VLLMEnhancer(ChatEnhancer):
         concurrency: int | None = None,
         timeout: float | None = None,
         request_timeout: float | None = None,
+        wait: float | None = None,
         first_backoff: float = FIRST_BACKOFF,
         system_template: str | Path | None = None,
         user_template: str | Path | None = None,
@@ -146,6 +156,7 @@ class VLLMEnhancer(ChatEnhancer):
         self.concurrency = concurrency or settings.concurrency
         self.timeout = settings.timeout if timeout is None else timeout
         self.request_timeout = request_timeout or settings.request_timeout
+        self.wait = settings.wait if wait is None else wait
         self.first_backoff = first_backoff
         self._api_key = os.environ.get(API_KEY_ENV)
         self._served: str | None = None
@@ -297,7 +308,10 @@ class VLLMEnhancer(ChatEnhancer):
         self, method: str, path: str, body: dict[str, Any] | None, stop: threading.Event
     ) -> dict[str, Any]:
         """One call, retried on transient faults until it succeeds or ``timeout`` seconds have passed since the first."""
-        deadline: float | None = None
+        refused_until: float | None = (
+            None  # nothing listening: waited for only while a server may be starting
+        )
+        failing_until: float | None = None  # any other fault: retried for ``timeout`` seconds
         tries = 0
         timeout = self.request_timeout
         while True:
@@ -308,8 +322,12 @@ class VLLMEnhancer(ChatEnhancer):
                 return self._call_once(method, path, body, timeout)
             except _Transient as fault:
                 now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.timeout
+                if isinstance(fault, _Refused):
+                    refused_until = refused_until or now + (self.wait or REFUSED_GRACE)
+                    deadline = refused_until
+                else:
+                    failing_until = failing_until or now + self.timeout
+                    deadline = failing_until
                 if fault.retry_after is not None:
                     delay = fault.retry_after
                 else:
@@ -343,9 +361,13 @@ class VLLMEnhancer(ChatEnhancer):
                 ) from None
             raise self._rejected(status, detail, path) from None
         except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                raise _Refused(_describe(error.reason)) from None
             raise _Transient(_describe(error.reason)) from None
         except TimeoutError as error:
             raise _Transient(_describe(error)) from None
+        except ConnectionRefusedError as error:
+            raise _Refused(_describe(error)) from None
         except (ConnectionError, http.client.HTTPException, OSError) as error:
             raise _Transient(_describe(error)) from None
         try:
@@ -370,6 +392,11 @@ class VLLMEnhancer(ChatEnhancer):
     def _unavailable(self, fault: _Transient, tries: int, retry_after: float | None) -> EnhancerUnavailable:
         if retry_after is not None and tries == 1:
             waited = f"it asked to retry after {retry_after:g} s, beyond the {self.timeout:g} s allowed"
+        elif isinstance(fault, _Refused):
+            waited = (
+                f"{tries} {'try' if tries == 1 else 'tries'} over {self.wait or REFUSED_GRACE:g} s; "
+                "if the server is still loading, wait for it with --enhancer-wait SECONDS"
+            )
         else:
             waited = f"{tries} {'try' if tries == 1 else 'tries'} over {self.timeout:g} s"
         return EnhancerUnavailable(

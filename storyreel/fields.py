@@ -74,6 +74,9 @@ FILM_ONLY_SETTINGS = ("resolution", "fps", "attention", "compile", "precision")
 ATTENTION_KERNELS = ("auto", "flash3", "sage", "flash", "cudnn", "sdpa")
 COMPILE_CHOICES = ("auto", "true", "false")
 PRECISIONS = ("bf16", "fp8")
+# Whether a continuing shot's colour is matched to its parent's tail (storyreel.color_match); off by default.
+COLOR_MATCH_CHOICES = ("off", "on")
+COLOR_MATCH_DEFAULT = "off"
 
 # --- scalar formats -------------------------------------------------------------------------------------------
 
@@ -261,6 +264,13 @@ def parse_compile(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return _one_of(value, COMPILE_CHOICES, "compile setting")
+
+
+def parse_color_match(value: Any) -> str:
+    """Colour matching of continuations: ``off`` or ``on`` (YAML's true/false included)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _one_of(value, COLOR_MATCH_CHOICES, "color_match setting")
 
 
 def parse_precision(value: Any) -> str:

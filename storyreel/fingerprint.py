@@ -1,8 +1,8 @@
 """Fingerprints of shots: a digest of everything that decides a shot's frames.
 
 Two renders that would produce the same frames for a shot give it the same key; changing anything
-that could change them (prompt, seed, settings, size, start image, the generator or model, or the
-parent shot a continuation is conditioned on) changes the key. A continuing shot's key includes its
+that could change them (prompt, seed, settings, size, start image, the generator or model, colour
+matching, or the parent shot a continuation is conditioned on) changes the key. A continuing shot's key includes its
 parent's key, so an edit upstream invalidates its continuations and nothing else.
 """
 
@@ -39,8 +39,11 @@ class ShotKeys:
 
     def key(self, shot: ShotPlan, prompt: str, parent_key: str | None) -> str:
         """``shot``'s key when made from ``prompt``, continuing the shot whose key is ``parent_key``."""
+        facts = self.frame_facts(shot)
+        if shot.color_match:  # named only when on, so the keys of shots made without it stay as they were
+            facts = {**facts, "color_match": "on"}
         return shot_key(
-            facts=self.frame_facts(shot),
+            facts=facts,
             prompt=prompt,
             generator=self.generator,
             generator_version=self.generator_version,

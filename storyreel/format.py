@@ -42,6 +42,8 @@ from .errors import Problem, StoryboardError
 from .fields import (
     ATTENTION_KERNELS,
     CHARACTER_NAME,
+    COLOR_MATCH_CHOICES,
+    COLOR_MATCH_DEFAULT,
     COMPILE_CHOICES,
     IDENTIFIER,
     MAX_AR_STEP,
@@ -60,6 +62,7 @@ from .fields import (
     four_k_plus_one,
     not_blank,
     parse_attention,
+    parse_color_match,
     parse_compile,
     parse_precision,
     parse_resolution,
@@ -210,6 +213,14 @@ class Generation(_Model):
         BeforeValidator(_unless_none(parse_precision)),
         WithJsonSchema({"enum": list(PRECISIONS)}),
     ] = Field(None, description="the transformer's precision: bf16 (default) or fp8 (faster, lossy)")
+    color_match: Annotated[
+        str | None,
+        BeforeValidator(_unless_none(parse_color_match)),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": list(COLOR_MATCH_CHOICES)}]}),
+    ] = Field(
+        None,
+        description="off (default) | on: a continuing shot's colour matched to its parent's last frames",
+    )
 
 
 GENERATION_DEFAULTS: dict[str, Any] = {
@@ -286,6 +297,13 @@ class EnhancerSettings(_Model):
         description="seconds a server backend keeps retrying an unreachable server before it gives up",
     )
     request_timeout: float = Field(120.0, gt=0, description="seconds one answer may take")
+    wait: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="seconds to wait for a server that is not listening yet (still loading); 0: a refused "
+        "connection fails within seconds",
+    )
     system_template: str | None = Field(
         None, description="your own Jinja2 system prompt for LLM backends, relative to the storyboard"
     )
@@ -431,6 +449,14 @@ class Storyboard(_Model):
                     found[key] = (value, (*path, key))
                     break
         return found
+
+    def color_match_of(self, shot: Shot) -> str:
+        """The shot's ``color_match`` setting: its own, else its scene's, else the film's, else off."""
+        _, _, scene, _ = self.find_shot(shot.id)
+        for layer in (shot.generation, scene.generation, self.generation):
+            if layer is not None and layer.color_match is not None:
+                return layer.color_match
+        return COLOR_MATCH_DEFAULT
 
     def is_continuing(self, scene_index: int, shot_index: int) -> bool:
         """Whether a shot is conditioned on earlier footage (``continues:`` or a ``continue`` transition)."""

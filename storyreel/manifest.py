@@ -32,6 +32,9 @@ class FilmEntry(_Entry):
     height: int
     has_audio: bool = False
     captions: str | None = Field(None, description="the .srt file, relative to the render folder")
+    qa: dict[str, Any] | None = Field(
+        None, description="each chain's colour and contrast drift from its first shot (storyreel.qa)"
+    )
 
 
 class ShotEntry(_Entry):
@@ -69,6 +72,10 @@ class ShotEntry(_Entry):
         default_factory=dict, description="the generator's own facts: pipeline, precision, windows run"
     )
     path: str = Field(description="the shot's file, relative to the render folder")
+    qa: dict[str, float] | None = Field(
+        None,
+        description="a continuing shot's seam with its parent: seam_delta_e, seam_ssim, motion_jump (storyreel.qa)",
+    )
 
     @classmethod
     def for_shot(
@@ -164,6 +171,9 @@ class Manifest(_Entry):
     film: FilmEntry | None = Field(description="absent when only some shots were rendered (--only)")
     shots: list[ShotEntry]
     notes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="what the checks found past their thresholds"
+    )
 
     def shot(self, shot_id: str) -> ShotEntry:
         for shot in self.shots:

@@ -129,6 +129,10 @@ class ShotPlan(_Frozen):
     settings: GenerationSettings
     windows: list[Window]
     dit_passes: int
+    color_match: bool = Field(
+        False,
+        description="a continuation whose colour is matched to its parent's tail (generation.color_match)",
+    )
 
     @property
     def latent_frames(self) -> int:
@@ -625,6 +629,7 @@ def _shot_plan(board: Storyboard, draft: _Draft, fps: int) -> ShotPlan:
         settings=settings,
         windows=draft.windows,
         dit_passes=dit_passes(draft.windows, settings.guidance_scale),
+        color_match=draft.mode == "continue" and board.color_match_of(shot) == "on",
     )
 
 

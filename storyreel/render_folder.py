@@ -2,6 +2,8 @@
 
     <out>/
         film.mp4  film.srt  manifest.json
+        film.otio              the film as an editor's timeline (storyreel.editorial)
+        review.html  review/   the review page and its pictures (storyreel.review)
         shots/<shot id>.mp4
         .storyreel.lock        while a render runs: its pid, and the lock that keeps a second one out
 
@@ -59,6 +61,7 @@ class RenderFolder:
         self.manifest = self.path / "manifest.json"
         self.film = self.path / "film.mp4"
         self.captions = self.path / "film.srt"
+        self.timeline = self.path / "film.otio"
         self.lock_file = self.path / LOCK_NAME
 
     def shot(self, shot_id: str) -> Path:

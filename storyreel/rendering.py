@@ -1,4 +1,4 @@
-"""``render()``: a storyboard in, a film out. It composes the five stages, each owned by its own modules.
+"""``render()``: a storyboard in, a film out. It composes the stages, each owned by its own modules.
 
     1. storyboard   load and check the file (or take a Storyboard built in code)     storyboard
     2. plan         shot graph, timeline, frames and diffusion-forcing windows, then    graph, plan, frames,
@@ -8,7 +8,10 @@
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
                     (a continuing shot gets its parent's exact last frames)            cache, tails
-    5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
+    5. assemble     shots cut into film.mp4 (+ film.srt, film.otio), then manifest.json assemble, editorial,
+                                                                                        manifest
+    6. check        each continuation's seam and each chain's drift measured, warnings, qa, review
+                    then review.html
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
 what killed renders left there is removed): :mod:`storyreel.render_folder`. The machine refusing a
@@ -39,6 +42,7 @@ from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
 from .prompt_lock import lock_path_for
 from .render_folder import RenderFolder, default_out_dir, machine_errors
+from .review import write_review
 from .shot_job import ShotJob, ShotWork, make_shot
 from .storyboard import EnhancerSettings, Storyboard, load_storyboard
 from .tails import TailKeeper
@@ -96,6 +100,7 @@ def render(
     enhancer_url: str | None = None,
     enhancer_model: str | None = None,
     enhancer_fallback: str | None = None,
+    enhancer_wait: float | None = None,
     refresh_prompts: bool = False,
     only: Sequence[str] | None = None,
     seed: int | None = None,
@@ -110,6 +115,7 @@ def render(
     attention: str | None = None,
     compile: bool | str | None = None,
     precision: str | None = None,
+    color_match: bool | str | None = None,
     progress: RenderProgress | None = None,
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
@@ -118,12 +124,15 @@ def render(
       or a generator object you constructed (used as is, not closed). ``model`` replaces every shot's.
     - ``enhancer`` (a name or an enhancer object), ``enhancer_url`` and ``enhancer_model`` replace the
       storyboard's enhancer settings; ``enhancer_fallback`` names an enhancer for the shots the first
-      one cannot do. Prompts are locked in ``<stem>.lock.yaml`` beside the storyboard and reused until
+      one cannot do; ``enhancer_wait`` is how long to wait for a server that is not listening yet. Prompts
+      are locked in ``<stem>.lock.yaml`` beside the storyboard and reused until
       their shot changes, unless ``refresh_prompts``.
     - ``only``: just those shots and the shots they continue, without assembling the film.
       ``seed`` replaces the film seed.
     - ``attention`` (auto, flash3, sage, flash, cudnn, sdpa), ``compile`` (True, False or "auto") and
       ``precision`` (bf16, fp8) replace the storyboard's settings of how the transformer runs.
+    - ``color_match`` (True/"on", False/"off") replaces the film's ``generation.color_match`` (a scene or shot
+      that sets its own keeps it): each continuation's colour matched to its parent's last frames.
     - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
       user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
       generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
@@ -133,6 +142,8 @@ def render(
     # 1. Storyboard, then the render folder: held from here on, so a second render into it stops before
     #    planning or enhancing anything
     board = _board(storyboard, allow_outside, template_vars)
+    if color_match is not None:
+        board = _with_color_match(board, color_match)
     folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
     places = [
         (folder.path, "--out chooses the render folder"),
@@ -171,13 +182,19 @@ def render(
                 precision=plan.transformer.precision,
             )
         backend.check_plan(order, options)
+        if any(shot.color_match for shot in order):
+            from .color_match import require_colour_matching
+
+            require_colour_matching()
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
 
         # 3. Enhance: all shots at once, so a server-backed enhancer runs them concurrently; prompts the
         #    lock already holds for an unchanged shot are reused, and new ones are locked as they arrive
-        settings = _enhancer_settings(board, enhancer, enhancer_url, enhancer_model, enhancer_fallback)
+        settings = _enhancer_settings(
+            board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, wait=enhancer_wait
+        )
         report.stage("enhance", settings.backend)
         prompts = enhance_film(
             board,
@@ -215,7 +232,12 @@ def render(
             )
         else:
             report.note("rendered only some shots (--only), so film.mp4 was not assembled")
+
+        # 6. Check: each continuation's seam and each chain's drift measured on the shot files; what is past
+        #    a threshold is warned about and kept in the manifest, and the review page shows it all
+        _check(plan, folder, manifest, report)
         manifest.write(folder.manifest)
+        write_review(folder.path, manifest)
         return manifest
 
 
@@ -226,6 +248,7 @@ def enhance_storyboard(
     enhancer_url: str | None = None,
     enhancer_model: str | None = None,
     enhancer_fallback: str | None = None,
+    enhancer_wait: float | None = None,
     concurrency: int | None = None,
     refresh_prompts: bool = False,
     lock: str | Path | None = None,
@@ -251,7 +274,7 @@ def enhance_storyboard(
             "a storyboard built in code has no file to put its prompt lock beside; pass lock=PATH"
         )
     settings = _enhancer_settings(
-        board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, concurrency
+        board, enhancer, enhancer_url, enhancer_model, enhancer_fallback, concurrency, enhancer_wait
     )
     with machine_errors((lock_path.parent, "the prompt lock is kept beside the storyboard")):
         # The lock is written as prompts arrive: find out now, not after paying for the first answer,
@@ -287,6 +310,18 @@ def _board(
     )
 
 
+def _with_color_match(board: Storyboard, value: bool | str) -> Storyboard:
+    """``board`` with its film-wide ``generation.color_match`` replaced (``--color-match/--no-color-match``)."""
+    from .fields import parse_color_match
+
+    try:
+        chosen = parse_color_match(value)
+    except ValueError as exc:
+        raise UserError(f"color_match: {exc}") from None
+    generation = board.generation.model_copy(update={"color_match": chosen})
+    return board.model_copy(update={"generation": generation})
+
+
 def _enhancer_settings(
     board: Storyboard,
     enhancer: str | Enhancer | None,
@@ -294,11 +329,12 @@ def _enhancer_settings(
     model: str | None,
     fallback: str | None,
     concurrency: int | None = None,
+    wait: float | None = None,
 ) -> EnhancerSettings:
     """The storyboard's enhancer settings, with what the caller chose instead (None leaves a setting alone)."""
     name = enhancer if isinstance(enhancer, str) or enhancer is None else enhancer.name
     return enhancer_settings(
-        board, backend=name, url=url, model=model, fallback=fallback, concurrency=concurrency
+        board, backend=name, url=url, model=model, fallback=fallback, concurrency=concurrency, wait=wait
     )
 
 
@@ -439,9 +475,11 @@ def _upcoming_prompts(
 def _assemble(
     board: Storyboard, plan: FilmPlan, folder: RenderFolder, reserved_bottom: int, report: RenderProgress
 ) -> FilmEntry:
-    """Stage 5: the shots cut into the film, with captions (burned in and as film.srt) and the music bed."""
+    """Stage 5: the shots cut into the film, with captions (burned in and as film.srt) and the music bed, and
+    the same cut as an editor's timeline (film.otio)."""
     from .assemble import AudioBed, Cut, assemble_film
     from .captions import write_srt
+    from .editorial import write_film_otio
 
     cuts = [
         Cut(
@@ -474,6 +512,7 @@ def _assemble(
         progress=report.film_progress,
     )
     has_captions = write_srt(cuts, plan.fps, folder.captions)
+    write_film_otio(folder.timeline, board.title, cuts, plan.fps, audio)
     if not has_captions:
         folder.captions.unlink(missing_ok=True)  # a stale file from an earlier render of this storyboard
     return FilmEntry(
@@ -486,3 +525,28 @@ def _assemble(
         has_audio=film.has_audio,
         captions=folder.captions.name if has_captions else None,
     )
+
+
+def _check(plan: FilmPlan, folder: RenderFolder, manifest: Manifest, report: RenderProgress) -> None:
+    """Stage 6: the seam and drift checks (:mod:`storyreel.qa`) on the shots this render holds, into the
+    manifest; without scikit-image they are skipped, and the note says which extra brings them."""
+    from .qa import check_render, qa_available
+
+    if not qa_available():
+        report.note("seam and drift checks skipped: they need scikit-image (pip install 'storyreel[qa]')")
+        return
+    made = {entry.id: folder.path / entry.path for entry in manifest.shots}
+    qa = check_render(
+        made,
+        {shot.id: shot.conditioned_on for shot in plan.shots},
+        plan.chains,
+        plan.width,
+        plan.height,
+    )
+    for entry in manifest.shots:
+        entry.qa = qa.seams.get(entry.id)
+    if manifest.film is not None:
+        manifest.film.qa = qa.film_entry()
+    manifest.warnings.extend(qa.warnings)
+    for warning in qa.warnings:
+        report.note(f"warning: {warning}")

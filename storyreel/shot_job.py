@@ -100,6 +100,10 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
     clip, degraded = generate_fitting(work.generator.get(work.progress), request, work.note, work.progress)
     if degraded:
         clip.info["degraded"] = degraded
+    if shot.color_match and job.tail_frames is not None:  # before the tail is taken: continuations see it
+        from .color_match import match_colour
+
+        clip.frames, clip.info["color_match"] = match_colour(clip.frames, job.tail_frames)
     tail = footage_tail(clip.frames, job.tail_frames, keep)
     _save(clip, shot, job.key, tail, work)
     entry = ShotEntry.for_shot(

@@ -74,6 +74,15 @@ EnhancerFallback = Annotated[
         help="enhancer for shots the first one cannot enhance, e.g. template (recorded in the manifest)"
     ),
 ]
+EnhancerWait = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        max=3600,
+        help="seconds to wait for an enhancer server that is not listening yet (still loading its model)",
+        show_default="the storyboard's enhancer.wait, else 0: a refused connection fails within seconds",
+    ),
+]
 RefreshPrompts = Annotated[
     bool, typer.Option("--refresh-prompts", help="enhance every shot again, ignoring the prompt lock")
 ]

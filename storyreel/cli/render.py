@@ -19,6 +19,7 @@ from .options import (
     EnhancerModel,
     EnhancerName,
     EnhancerUrl,
+    EnhancerWait,
     Precision,
     RefreshPrompts,
     Seed,
@@ -56,6 +57,14 @@ Device = Annotated[
 ]
 Dtype = Annotated[str | None, typer.Option(help="bfloat16, float16 or float32", show_default="per device")]
 Offload = Annotated[bool, typer.Option(help="keep model weights on the CPU between uses")]
+ColorMatch = Annotated[
+    bool | None,
+    typer.Option(
+        "--color-match/--no-color-match",
+        help="match each continuation's colour to its parent's last frames (generation.color_match)",
+        show_default="the storyboard's, else off",
+    ),
+]
 
 # What Ctrl-C during a render kept, and how to go on from there: a --no-cache run would generate every
 # shot again, so resuming needs the same command without it.
@@ -75,6 +84,7 @@ def render(
     enhancer_url: EnhancerUrl = None,
     enhancer_model: EnhancerModel = None,
     enhancer_fallback: EnhancerFallback = None,
+    enhancer_wait: EnhancerWait = None,
     refresh_prompts: RefreshPrompts = False,
     only: Only = None,
     seed: Seed = None,
@@ -86,11 +96,12 @@ def render(
     attention: Attention = None,
     compile: Compile = None,
     precision: Precision = None,
+    color_match: ColorMatch = None,
     allow_outside: AllowOutside = False,
     var: Vars = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
 ) -> None:
-    """Render STORY into a film: film.mp4, shots/*.mp4, film.srt and manifest.json."""
+    """Render STORY into a film: film.mp4, shots/*.mp4, film.srt, film.otio, review.html and manifest.json."""
     from storyreel.rendering import default_out_dir
     from storyreel.rendering import render as render_film
 
@@ -108,6 +119,7 @@ def render(
                 enhancer_url=enhancer_url,
                 enhancer_model=enhancer_model,
                 enhancer_fallback=enhancer_fallback,
+                enhancer_wait=enhancer_wait,
                 refresh_prompts=refresh_prompts,
                 only=shots,
                 seed=seed,
@@ -121,6 +133,7 @@ def render(
                 attention=attention,
                 compile=compile,
                 precision=precision,
+                color_match=color_match,
                 progress=progress,
             )
         if json_output:
@@ -148,6 +161,7 @@ def enhance(
     enhancer_url: EnhancerUrl = None,
     enhancer_model: EnhancerModel = None,
     enhancer_fallback: EnhancerFallback = None,
+    enhancer_wait: EnhancerWait = None,
     concurrency: Annotated[
         int | None,
         typer.Option(min=1, max=256, help="requests in flight at once", show_default="the storyboard's, 8"),
@@ -174,6 +188,7 @@ def enhance(
                 enhancer_url=enhancer_url,
                 enhancer_model=enhancer_model,
                 enhancer_fallback=enhancer_fallback,
+                enhancer_wait=enhancer_wait,
                 concurrency=concurrency,
                 refresh_prompts=refresh_prompts,
                 allow_outside=allow_outside,
