@@ -56,6 +56,22 @@ Device = Annotated[
 ]
 Dtype = Annotated[str | None, typer.Option(help="bfloat16, float16 or float32", show_default="per device")]
 Offload = Annotated[bool, typer.Option(help="keep model weights on the CPU between uses")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        help="make shots on this many Ray workers, one per GPU (docs/cluster.md)", show_default="one process"
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="join a Ray cluster started with `ray start`: auto or ray://HOST:PORT",
+        show_default="a private one",
+    ),
+]
+GpusPerShot = Annotated[
+    int, typer.Option(help="GPUs each worker splits one shot over (sequence parallelism): 1, 2, 4 or 8")
+]
 
 # What Ctrl-C during a render kept, and how to go on from there: a --no-cache run would generate every
 # shot again, so resuming needs the same command without it.
@@ -89,6 +105,9 @@ def render(
     allow_outside: AllowOutside = False,
     var: Vars = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    gpus_per_shot: GpusPerShot = 1,
 ) -> None:
     """Render STORY into a film: film.mp4, shots/*.mp4, film.srt and manifest.json."""
     from storyreel.rendering import default_out_dir
@@ -122,6 +141,9 @@ def render(
                 compile=compile,
                 precision=precision,
                 progress=progress,
+                workers=workers,
+                ray_address=ray_address,
+                gpus_per_shot=gpus_per_shot,
             )
         if json_output:
             out.print_json(data=manifest.model_dump(mode="json"))
