@@ -206,6 +206,13 @@ class ShotWorker:
 
         return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "started": utc_now()}
 
+    def load(self) -> None:
+        """Load the generator now (it would load on the first shot): workers load in parallel, before any
+        shot is handed out, so no chain waits behind a load."""
+        if self.setup.threads is not None:
+            self._limit_threads()
+        self.engine.get()
+
     def make(self, job: ShotJob) -> WorkerReply:
         """Make (or reuse from the cache) one shot, exactly as a render in one process does."""
         from .shot_job import make_shot
@@ -303,6 +310,8 @@ def generate_on_cluster(
         for _ in range(count):
             pool.append(_start_worker(ray, setup, gpus, len(pool)))
         _describe(ray, pool)
+        if any(not _cached(cache, reuse, cache_keys[shot.id]) for shot in order):
+            ray.get([worker.actor.load.remote() for worker in pool])
         _run(ray, pool, setup, gpus, order, prompts, cache_keys, costs, manifest, folder, report)
     finally:
         manifest.workers = [worker.entry() for worker in pool]
@@ -535,6 +544,11 @@ def _run(
             f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"
             + "\n".join(failed.values())
         )
+
+
+def _cached(cache: ShotCache | None, reuse: bool, key: str) -> bool:
+    """Whether the shot cache holds this shot (a damaged entry found later is made then, as in one process)."""
+    return cache is not None and reuse and cache.folder(key).is_dir()
 
 
 def _died(exc: BaseException) -> str:
