@@ -95,12 +95,20 @@ def main() -> None:
             timings = {}
             for workers in args.workers:
                 out = root / f"{chains}-w{workers}"
-                clock = time.perf_counter()
-                storyreel.render(
-                    story, out, generator="skyreels", model=model, use_cache=False, workers=workers
-                )
-                wall = time.perf_counter() - clock
-                manifest = Manifest.read(out / "manifest.json")
+                best: tuple[float, float] | None = None
+                for _ in range(
+                    args.repeat
+                ):  # the machine may be shared: the fastest run is the least disturbed
+                    clock = time.perf_counter()
+                    storyreel.render(
+                        story, out, generator="skyreels", model=model, use_cache=False, workers=workers
+                    )
+                    wall = time.perf_counter() - clock
+                    manifest = Manifest.read(out / "manifest.json")
+                    if best is None or span(manifest) < best[1]:
+                        best = (wall, span(manifest))
+                assert best is not None
+                wall = best[0]
                 identical = digests(out) == digests(root / f"{chains}-here") and (
                     manifest.timings_removed()
                     == Manifest.read(root / f"{chains}-here" / "manifest.json").timings_removed()
