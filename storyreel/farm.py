@@ -397,6 +397,13 @@ def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> tup
             f"--workers {cluster.workers} with {per} GPU(s) each needs {cluster.workers * per} GPUs, but the "
             f"cluster has {gpus}; use --workers {most} or fewer"
         )
+    if per > 1:
+        # The transformer's plan for it is written and checked (generators/skyreels/parallel.py, measured by
+        # benchmarks/sequence_parallel.py), but a worker does not yet run one shot as a group of processes.
+        raise UserError(
+            f"--gpus-per-shot {per}: a render cannot split one shot over GPUs yet; leave --gpus-per-shot out "
+            "(each worker then makes whole shots on one GPU)"
+        )
     return per, None
 
 

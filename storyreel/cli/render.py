@@ -70,7 +70,8 @@ RayAddress = Annotated[
     ),
 ]
 GpusPerShot = Annotated[
-    int, typer.Option(help="GPUs each worker splits one shot over (sequence parallelism): 1, 2, 4 or 8")
+    int,
+    typer.Option(help="GPUs to split one shot over (sequence parallelism): 1, 2, 4 or 8; only 1 renders yet"),
 ]
 
 # What Ctrl-C during a render kept, and how to go on from there: a --no-cache run would generate every
