@@ -235,10 +235,6 @@ class ShotWorker:
         assert self.setup.threads is not None
         torch.set_num_threads(self.setup.threads)
 
-    def close(self) -> None:
-        if self.engine.owned is not None:
-            self.engine.owned.close()
-
 
 # --- the driver ---------------------------------------------------------------------------------------------
 

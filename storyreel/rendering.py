@@ -7,7 +7,8 @@
                     before any prompt is enhanced or GPU minute spent
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
-                    (a continuing shot gets its parent's exact last frames)            cache, tails
+                    (a continuing shot gets its parent's exact last frames), here      cache, tails,
+                    or on Ray workers, longest remaining chain first (workers=)        farm, schedule
     5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
 
 From right after the storyboard loads to the end, the render folder is held (one render per folder;
