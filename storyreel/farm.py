@@ -316,17 +316,6 @@ def generate_on_cluster(
                 ray.kill(worker.actor)
         if started_here:
             ray.shutdown()
-    report_busy(manifest, report)
-
-
-def report_busy(manifest: Manifest, report: RenderProgress) -> None:
-    """Each worker's shots and busy time, as notes (the timeline is in manifest.json)."""
-    for worker in manifest.workers:
-        died = f", lost at {worker.ended}" if worker.ended else ""
-        report.note(
-            f"worker {worker.id} ({worker.node}, pid {worker.pid}{died}): {len(worker.shots)} shot(s), "
-            f"busy {worker.busy_seconds:.1f}s"
-        )
 
 
 def _import_ray() -> Any:

@@ -154,7 +154,7 @@ def test_the_tiny_skyreels_model_on_two_workers_makes_the_same_film(crosscut: Pa
     )
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
-    assert "worker w0" in output and "worker w1" in output
+    assert "w0" in output and "w1" in output and "busy" in output
     same_render(tmp_path / "here", tmp_path / "there")
 
 

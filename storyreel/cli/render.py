@@ -154,6 +154,8 @@ def render(
 
 def _print_done(manifest: Manifest, folder: Path) -> None:
     """Where the film is and what it is (or where the shots are, when only some were rendered)."""
+    if manifest.workers:
+        _print_workers(manifest)
     if manifest.film is not None:
         film = manifest.film
         err.print(
@@ -162,6 +164,21 @@ def _print_done(manifest: Manifest, folder: Path) -> None:
         )
     else:
         err.print(f"[green]done:[/] {len(manifest.shots)} shot(s) in {folder / 'shots'}")
+
+
+def _print_workers(manifest: Manifest) -> None:
+    """A cluster render's workers: the shots each took and how busy it was (the timeline is in the manifest)."""
+    table = Table("worker", "node", "pid", "shots", "busy", "", box=None, pad_edge=False)
+    for worker in manifest.workers:
+        table.add_row(
+            worker.id,
+            worker.node,
+            str(worker.pid),
+            " ".join(worker.shots) or "-",
+            f"{worker.busy_seconds:.1f}s",
+            "[yellow]lost[/]" if worker.ended else "",
+        )
+    err.print(table)
 
 
 @app.command()
