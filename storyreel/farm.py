@@ -368,9 +368,8 @@ def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> tup
                 f"--device {options.device}: the cluster has no GPU; leave --device out to use CPUs"
             )
         if per > 1:
-            raise UserError(
-                f"--gpus-per-shot {per}: the cluster has no GPU to split a shot over; leave --gpus-per-shot out"
-            )
+            why = "--device cpu puts the workers on CPUs, with no GPU" if on_cpu else "the cluster has no GPU"
+            raise UserError(f"--gpus-per-shot {per}: {why} to split a shot over; leave --gpus-per-shot out")
         return 0, 1
     if gpus % per:
         raise UserError(
