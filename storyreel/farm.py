@@ -335,6 +335,10 @@ def _connect(ray: Any, cluster: ClusterSettings) -> bool:
     if cluster.address is not None:
         try:
             ray.init(address=cluster.address, log_to_driver=False, logging_level="error")
+        except ImportError as exc:  # a ray:// address needs Ray's client (grpcio), which the extra brings
+            raise UserError(
+                f"--ray-address {cluster.address}: {exc}; install it with: pip install 'storyreel[cluster]'"
+            ) from None
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(
                 f"--ray-address {cluster.address}: could not join the cluster ({exc}); start one with "
