@@ -18,6 +18,8 @@
 #      real-size random-weight folder: load, encode, windows, decode
 #   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
+#   5. with more than one GPU: DF-1.3B s/step split over 2, 4, 8 GPUs (--gpus-per-shot, sequence
+#      parallelism: benchmarks/sequence_parallel.py), 60 s each beyond the 8 minutes; with one GPU it says so
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,4 +103,16 @@ stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 
     --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
 # -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
 stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
+GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPUS" -gt 1 ]; then
+    for n in 2 4 8; do
+        [ "$n" -le "$GPUS" ] || break
+        stage "DF-1.3B split over $n GPUs (--gpus-per-shot $n)" 60 \
+            "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$n" \
+            benchmarks/sequence_parallel.py --model DF-1.3B --steps 2 --out "$OUT/sequence_parallel-$GPU.json"
+    done
+else
+    echo "=== --gpus-per-shot: this machine has $GPUS GPU; splitting one shot needs 2 or more, not measured" \
+        | tee -a "$LOG"
+fi
 echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,11 @@ class ShotEntry(_Entry):
         None,
         description="a continuing shot's seam with its parent: seam_delta_e, seam_ssim, motion_jump (storyreel.qa)",
     )
+    worker: str | None = Field(
+        None, description="the cluster worker that made or reused it; null in one process"
+    )
+    started: str | None = Field(None, description="when its work began (ISO 8601, UTC)")
+    finished: str | None = Field(None, description="when its work ended (ISO 8601, UTC)")
 
     @classmethod
     def for_shot(
@@ -144,6 +150,11 @@ def transformer_run(info: Mapping[str, Any], asked: Mapping[str, str] | None) ->
     return ran
 
 
+def utc_now() -> str:
+    """The time now, as a manifest writes it: ISO 8601 in UTC, to the millisecond."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def json_friendly(info: dict[str, Any]) -> dict[str, Any]:
     """The entries of a generator's ``Clip.info`` that JSON can hold (the manifest and the cache are JSON).
 
@@ -160,6 +171,19 @@ def json_friendly(info: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+class WorkerEntry(_Entry):
+    """One worker of a cluster render (``render --workers``) and how busy it was."""
+
+    id: str
+    node: str = Field(description="the machine it ran on (its address)")
+    pid: int
+    gpus: int = Field(description="GPUs it held; 0 for a worker on CPU")
+    shots: list[str] = Field(description="the shots it made or reused, in the order it took them")
+    busy_seconds: float
+    started: str = Field(description="when it was ready for its first shot (ISO 8601, UTC)")
+    ended: str | None = Field(None, description="when it died, for a worker whose process was lost")
+
+
 class Manifest(_Entry):
     storyreel: str = Field(description="storyreel version that rendered")
     storyboard: str | None = Field(description="path of the storyboard file")
@@ -174,6 +198,10 @@ class Manifest(_Entry):
     warnings: list[str] = Field(
         default_factory=list, description="what the checks found past their thresholds"
     )
+    workers: list[WorkerEntry] = Field(
+        default_factory=list,
+        description="a cluster render's workers (render --workers); empty in one process",
+    )
 
     def shot(self, shot_id: str) -> ShotEntry:
         for shot in self.shots:
@@ -184,6 +212,19 @@ class Manifest(_Entry):
     @classmethod
     def read(cls, path: str | Path) -> Manifest:
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+    def timings_removed(self) -> dict[str, Any]:
+        """The manifest without what differs between two renders of the same film: times and workers.
+
+        >>> Manifest(storyreel="1", storyboard=None, storyboard_sha256=None, title="t", generator="animatic",
+        ...          model=None, enhancer="none", film=None, shots=[]).timings_removed()["workers"]
+        []
+        """
+        data = self.model_dump(mode="json")
+        data["workers"] = []
+        for shot in data["shots"]:
+            shot.update(worker=None, started=None, finished=None, seconds_generating=0.0)
+        return data
 
     def write(self, path: str | Path) -> None:
         """Write atomically: a reader sees the old manifest or the new one, never half of one."""

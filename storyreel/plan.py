@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from .assets import unreachable
 from .checks import unique_problems
-from .errors import Problem, StoryboardError
+from .errors import Problem, StoryboardError, UserError
 from .fields import parse_attention, parse_compile, parse_precision
 from .frames import (
     Mode,
@@ -43,6 +43,7 @@ from .frames import (
 )
 from .graph import ShotGraph, ShotNode, build_graph
 from .models import ModelRef, resolve_model
+from .schedule import Schedule, critical_path, list_schedule
 from .storyboard import (
     DEFAULT_NEGATIVE_PROMPT,
     GENERATION_DEFAULTS,
@@ -145,6 +146,9 @@ class Estimate(_Frozen):
     transformer_tflop: float | None = Field(description="transformer FLOPs for the whole film, in 10^12")
     h100_minutes: float | None = Field(description="rough time on one H100 at 40% of its bf16 peak")
     architecture: str | None
+    shot_seconds: dict[str, float] | None = Field(
+        None, description="each shot's rough H100 seconds, when the transformer's size is known"
+    )
 
 
 class TransformerSettings(_Frozen):
@@ -175,6 +179,14 @@ class FilmPlan(_Frozen):
         default_factory=TransformerSettings, description="how the transformer runs (a model's renders only)"
     )
     notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
+    critical_path: list[str] = Field(
+        default_factory=list,
+        description="the costliest chain of dependent shots, root first: no number of workers renders faster",
+    )
+    workers: int | None = Field(None, description="the workers estimated_seconds is for (plan --workers)")
+    estimated_seconds: float | None = Field(
+        None, description="rough wall time on `workers` H100s, list-scheduled (storyreel.schedule)"
+    )
 
     _by_id: dict[str, ShotPlan] | None = PrivateAttr(None)
 
@@ -187,6 +199,21 @@ class FilmPlan(_Frozen):
     def to_json(self) -> dict[str, Any]:
         """The ``storyreel plan --json`` document."""
         return self.model_dump(mode="json")
+
+    def shot_costs(self) -> dict[str, float]:
+        """Each shot's estimated cost, in render order: H100 seconds when the transformer's size is known,
+        else its transformer passes (the unit the critical path and ``estimated_seconds`` are measured in)."""
+        seconds = self.estimate.shot_seconds
+        return {
+            s: seconds[s] if seconds is not None else float(self.shot(s).dit_passes)
+            for s in self.render_order
+        }
+
+    def schedule(self, workers: int) -> Schedule:
+        """The list schedule of this film's shots on ``workers`` workers (:mod:`storyreel.schedule`)."""
+        return list_schedule(
+            self.shot_costs(), {s: self.shot(s).conditioned_on for s in self.render_order}, workers
+        )
 
 
 def derive_seed(film_seed: int, shot_id: str) -> int:
@@ -212,12 +239,14 @@ def plan_film(
     compile: bool | str | None = None,
     precision: str | None = None,
     allow_outside: bool = False,
+    workers: int | None = None,
 ) -> FilmPlan:
     """Validate the whole film and plan every shot's frames and windows, before any GPU minute is spent.
 
     ``seed`` replaces the film seed and every scene's seed (``--seed``); a seed written on a shot itself is
     kept. ``model`` replaces every shot's model (``--model``). ``attention``, ``compile`` and ``precision``
     replace the storyboard's (``--attention``, ``--compile/--no-compile``, ``--precision``); None keeps it.
+    ``workers`` (``--workers``) fills ``estimated_seconds``: the film list-scheduled on that many H100s.
     Raises StoryboardError listing every problem.
 
     >>> plan = plan_film(load_storyboard("examples/swan_lake.yaml"))  # doctest: +SKIP
@@ -228,6 +257,15 @@ def plan_film(
     plan, problems = _plan(board, seed=seed, model=model, transformer=given, allow_outside=allow_outside)
     StoryboardError.raise_if_any(problems)
     assert plan is not None
+    if workers is not None:
+        if workers < 1:
+            raise UserError(
+                f"--workers {workers}: a render needs at least one worker; use --workers 1 or more"
+            )
+        estimated = None
+        if plan.estimate.shot_seconds is not None:
+            estimated = round(plan.schedule(workers).makespan, 1)
+        plan = plan.model_copy(update={"workers": workers, "estimated_seconds": estimated})
     return plan
 
 
@@ -564,6 +602,10 @@ def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSe
     timeline_plans = _place_on_timeline(plans, planning.notes)
     film_frames = (timeline_plans[-1].film_start_frame + timeline_plans[-1].frames) if timeline_plans else 0
     estimate, model_notes = _estimate(board, timeline_plans)
+    by_id = {plan.id: plan for plan in timeline_plans}
+    seconds = estimate.shot_seconds
+    costs = {s: seconds[s] if seconds is not None else float(by_id[s].dit_passes) for s in graph.render_order}
+    longest = critical_path(costs, {s: by_id[s].conditioned_on for s in graph.render_order})
     if any(plan.settings.model for plan in timeline_plans):  # an animatic has no transformer to run
         model_notes += _transformer_notes(transformer)
     return FilmPlan(
@@ -580,6 +622,7 @@ def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSe
         estimate=estimate,
         transformer=transformer,
         notes=planning.film_notes + planning.notes.lines() + model_notes,
+        critical_path=longest,
     )
 
 
@@ -702,17 +745,23 @@ def _estimate(board: Storyboard, plans: list[ShotPlan]) -> tuple[Estimate, list[
         return Estimate(
             dit_passes=passes, transformer_tflop=None, h100_minutes=None, architecture=None
         ), notes
-    total = sum(  # the animatic's shots have no transformer
-        schedule_flops(known[model][1], plan.windows, plan.width, plan.height, plan.settings.guidance_scale)
-        for plan in plans
+    flops = {  # the animatic's shots have no transformer
+        plan.id: schedule_flops(
+            known[model][1], plan.windows, plan.width, plan.height, plan.settings.guidance_scale
+        )
         if (model := plan.settings.model) is not None
-    )
-    seconds = total / (H100_BF16_PEAK_TFLOPS * 1e12 * ASSUMED_MFU)
+        else 0.0
+        for plan in plans
+    }
+    total = sum(flops.values())
+    rate = H100_BF16_PEAK_TFLOPS * 1e12 * ASSUMED_MFU
+    seconds = total / rate
     estimate = Estimate(
         dit_passes=passes,
         transformer_tflop=round(total / 1e12, 1),
         h100_minutes=round(seconds / 60, 1),
         architecture=", ".join(sorted({label for label, _ in known.values()})),
+        shot_seconds={shot: round(f / rate, 2) for shot, f in flops.items()},
     )
     return estimate, notes
 

@@ -7,7 +7,8 @@
                     before any prompt is enhanced or GPU minute spent
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
-                    (a continuing shot gets its parent's exact last frames)            cache, tails
+                    (a continuing shot gets its parent's exact last frames), here      cache, tails,
+                    or on Ray workers, longest remaining chain first (workers=)        farm, schedule
     5. assemble     shots cut into film.mp4 (+ film.srt, film.otio), then manifest.json assemble, editorial,
                                                                                         manifest
     6. check        each continuation's seam and each chain's drift measured, warnings, qa, review
@@ -37,7 +38,7 @@ from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
 from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent, PromptRequest
-from .manifest import FilmEntry, Manifest, ShotEntry
+from .manifest import FilmEntry, Manifest, ShotEntry, utc_now
 from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
 from .prompt_lock import lock_path_for
@@ -65,6 +66,9 @@ class RenderProgress:
 
     def shot_started(self, shot: ShotPlan, index: int, total: int) -> None:
         """Generation of ``shot`` began; it is number ``index`` (from 1) of ``total``."""
+
+    def shot_on_worker(self, shot: ShotPlan, worker: str, pid: int) -> None:
+        """A cluster render (``workers=``) handed ``shot`` to ``worker``, whose process is ``pid``."""
 
     def shot_progress(self, event: ProgressEvent) -> None:
         """A generator's step within the current shot."""
@@ -117,6 +121,9 @@ def render(
     precision: str | None = None,
     color_match: bool | str | None = None,
     progress: RenderProgress | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    gpus_per_shot: int = 1,
 ) -> Manifest:
     """Render a storyboard into ``out`` (default ``renders/<stem>/``) and return its manifest.
 
@@ -136,8 +143,16 @@ def render(
     - Generated shots are kept in the shot cache (``cache_dir``, default ``$STORYREEL_CACHE`` or the
       user cache folder) and reused by any later render that needs the same frames; ``reuse=False``
       generates every shot again (refreshing the cache), ``use_cache=False`` neither reads nor writes it.
+    - ``workers``: make the shots on that many Ray workers (one per GPU, or per ``gpus_per_shot`` GPUs),
+      started on this machine, or on the cluster at ``ray_address`` ("auto", "ray://host:port"); see
+      :mod:`storyreel.farm` and docs/cluster.md. Without either, shots are made here, one after another.
     """
     report = progress or RenderProgress()
+    cluster = None
+    if workers is not None or ray_address is not None:
+        from .farm import ClusterSettings  # Ray itself is imported only once the plan is known good
+
+        cluster = ClusterSettings.checked(workers, ray_address, gpus_per_shot, generator)
 
     # 1. Storyboard, then the render folder: held from here on, so a second render into it stops before
     #    planning or enhancing anything
@@ -187,6 +202,8 @@ def render(
 
             require_colour_matching()
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
+        if cluster is not None:
+            cluster.check_model(options)
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
 
@@ -211,18 +228,38 @@ def render(
         #    it is done, so a render killed at any point resumes from there
         report.stage("generate", name)
         manifest = _new_manifest(board, name, options.model, settings.backend, plan)
-        with LazyGenerator(backend, options) as engine:
-            work = ShotWork(
+        if cluster is not None:  # on Ray workers, each making whole shots the way the loop below does
+            from .farm import generate_on_cluster
+
+            generate_on_cluster(
+                cluster,
+                order,
+                prompts,
+                _cache_keys(order, prompts, keys),
+                plan.shot_costs(),
+                manifest,
+                report,
+                generator=name,
+                options=options,
                 folder=folder,
-                generator=engine,
                 cache=cache,
                 reuse=reuse,
                 storyboard=str(board.path.resolve()) if board.path else None,
                 transformer=None if name == ANIMATIC else plan.transformer.model_dump(),
-                note=report.note,
-                progress=report.shot_progress,
             )
-            _generate(order, prompts, keys, work, manifest, report)
+        else:
+            with LazyGenerator(backend, options) as engine:
+                work = ShotWork(
+                    folder=folder,
+                    generator=engine,
+                    cache=cache,
+                    reuse=reuse,
+                    storyboard=str(board.path.resolve()) if board.path else None,
+                    transformer=None if name == ANIMATIC else plan.transformer.model_dump(),
+                    note=report.note,
+                    progress=report.shot_progress,
+                )
+                _generate(order, prompts, keys, work, manifest, report)
 
         # 5. Assemble the film (only when every shot of the timeline was rendered)
         if set(plan.timeline) <= {entry.id for entry in manifest.shots}:
@@ -431,6 +468,7 @@ def _generate(
         job = ShotJob(
             shot, prompts[shot.id], cache_keys[shot.id], tails.tail_for(shot), tails.need.get(shot.id, 0)
         )
+        started = utc_now()
         try:
             result = make_shot(job, work)
         except OutOfMemory as exc:
@@ -438,7 +476,7 @@ def _generate(
             report.note(str(exc))
             continue
         tails.keep(shot, result.tail)
-        entries[shot.id] = result.entry
+        entries[shot.id] = result.entry.model_copy(update={"started": started, "finished": utc_now()})
         manifest.shots = [entries[s.id] for s in timeline if s.id in entries]
         manifest.write(work.folder.manifest)
         report.shot_finished(shot, result.entry)

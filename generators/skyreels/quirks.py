@@ -16,6 +16,8 @@ from storyreel.errors import GenerationError
 from storyreel.frames import generated_frames
 from storyreel.generate import ShotRequest
 
+from .parallel import per_token_modulation, sequence_split
+
 if TYPE_CHECKING:
     import torch
 
@@ -169,6 +171,8 @@ def _forward_per_frame(
         fps_modulation = self.fps_projection(self.fps_embedding(fps_ids)).unflatten(1, (6, -1))
         modulation = modulation + fps_modulation.unsqueeze(1)  # the same vector added to every frame
     modulation = modulation.unsqueeze(2)  # (batch, frames, 1, 6, width): broadcast over a frame's tokens
+    if sequence_split(self):  # the blocks get a share of the tokens, not whole frames: modulation per token
+        modulation = per_token_modulation(modulation, height * width)  # (batch, 6, tokens, width)
     _mark_window_length_dynamic(tokens, modulation, *rotary)
 
     for block in self.blocks:

@@ -65,6 +65,23 @@ ColorMatch = Annotated[
         show_default="the storyboard's, else off",
     ),
 ]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        help="make shots on this many Ray workers, one per GPU (docs/cluster.md)", show_default="one process"
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="join a Ray cluster started with `ray start`: auto or ray://HOST:PORT",
+        show_default="a private one",
+    ),
+]
+GpusPerShot = Annotated[
+    int,
+    typer.Option(help="GPUs to split one shot over (sequence parallelism): 1, 2, 4 or 8; only 1 renders yet"),
+]
 
 # What Ctrl-C during a render kept, and how to go on from there: a --no-cache run would generate every
 # shot again, so resuming needs the same command without it.
@@ -100,6 +117,9 @@ def render(
     allow_outside: AllowOutside = False,
     var: Vars = None,
     json_output: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    gpus_per_shot: GpusPerShot = 1,
 ) -> None:
     """Render STORY into a film: film.mp4, shots/*.mp4, film.srt, film.otio, review.html and manifest.json."""
     from storyreel.rendering import default_out_dir
@@ -135,6 +155,9 @@ def render(
                 precision=precision,
                 color_match=color_match,
                 progress=progress,
+                workers=workers,
+                ray_address=ray_address,
+                gpus_per_shot=gpus_per_shot,
             )
         if json_output:
             out.print_json(data=manifest.model_dump(mode="json"))
@@ -144,6 +167,8 @@ def render(
 
 def _print_done(manifest: Manifest, folder: Path) -> None:
     """Where the film is and what it is (or where the shots are, when only some were rendered)."""
+    if manifest.workers:
+        _print_workers(manifest)
     if manifest.film is not None:
         film = manifest.film
         err.print(
@@ -152,6 +177,21 @@ def _print_done(manifest: Manifest, folder: Path) -> None:
         )
     else:
         err.print(f"[green]done:[/] {len(manifest.shots)} shot(s) in {folder / 'shots'}")
+
+
+def _print_workers(manifest: Manifest) -> None:
+    """A cluster render's workers: the shots each took and how busy it was (the timeline is in the manifest)."""
+    table = Table("worker", "node", "pid", "shots", "busy", "", box=None, pad_edge=False)
+    for worker in manifest.workers:
+        table.add_row(
+            worker.id,
+            worker.node,
+            str(worker.pid),
+            " ".join(worker.shots) or "-",
+            f"{worker.busy_seconds:.1f}s",
+            "[yellow]lost[/]" if worker.ended else "",
+        )
+    err.print(table)
 
 
 @app.command()

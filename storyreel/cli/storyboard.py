@@ -95,6 +95,10 @@ def plan(
     precision: Precision = None,
     allow_outside: AllowOutside = False,
     var: Vars = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="estimate the wall time of a render on this many GPUs (render --workers)"),
+    ] = None,
 ) -> None:
     """Show the shot graph, timeline, frames, diffusion-forcing windows, transformer passes and an estimate."""
     from storyreel.plan import plan_film
@@ -112,6 +116,7 @@ def plan(
             compile=compile,
             precision=precision,
             allow_outside=allow_outside,
+            workers=workers,
         )
         if json_output:
             out.print_json(json.dumps(film.to_json()))
@@ -161,11 +166,33 @@ def _print_plan(film: FilmPlan) -> None:
             f"about {estimate.h100_minutes:.1f} min on one H100 at 40% of bf16 peak"
         )
     out.print(line)
+    _print_parallel(film)
     if any(shot.settings.model for shot in film.shots):  # the animatic runs no transformer
         run = film.transformer
         out.print(f"transformer: attention {run.attention}, compile {run.compile}, precision {run.precision}")
     for note in film.notes:
         out.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def _print_parallel(film: FilmPlan) -> None:
+    """The critical path, the best speedup many workers could give, and the wall time on ``--workers``."""
+    if not film.critical_path:
+        return
+    costs = film.shot_costs()
+    seconds = film.estimate.shot_seconds is not None
+    unit = (lambda c: f"{c:,.0f}s") if seconds else (lambda c: f"{c:,.0f} passes")
+    longest = sum(costs[s] for s in film.critical_path)
+    work = sum(costs.values())
+    out.print(
+        "critical path: " + escape(" → ".join(film.critical_path)) + f" ({unit(longest)} of {unit(work)}); "
+        f"best possible speedup on many workers: {work / longest if longest else 1.0:.2f}x"
+    )
+    if film.workers is not None:
+        schedule = film.schedule(film.workers)
+        line = f"on {film.workers} worker(s): {unit(schedule.makespan)}, {schedule.speedup:.2f}x one worker"
+        if not seconds:
+            line += " (give the model, --model, for seconds)"
+        out.print(line)
 
 
 @app.command()

@@ -1,0 +1,77 @@
+"""A cluster render checks its workers against the cluster's GPUs before any shot is made.
+
+The cluster here is a local Ray instance that declares two GPUs (Ray schedules by declared resources), so
+the checks run as they would on a two-GPU machine; every case stops before a worker starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from storyreel.cli import app
+
+ray = pytest.importorskip("ray")
+runner = CliRunner()
+TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_gpu_cluster() -> Iterator[None]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=1,
+        num_gpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--workers", "3"],
+            "--workers 3 with 1 GPU(s) each needs 3 GPUs, but the cluster has 2; use --workers 2 or fewer",
+        ),
+        (
+            ["--workers", "2", "--gpus-per-shot", "2"],
+            "--workers 2 with 2 GPU(s) each needs 4 GPUs, but the cluster has 2; use --workers 1 or fewer",
+        ),
+        (
+            ["--workers", "1", "--gpus-per-shot", "4"],
+            "--gpus-per-shot 4 does not divide the cluster's 2 GPU(s)",
+        ),
+        (
+            ["--workers", "1", "--gpus-per-shot", "2"],
+            "--gpus-per-shot 2: a render cannot split one shot over GPUs yet",
+        ),
+        (
+            ["--workers", "1", "--device", "cpu", "--gpus-per-shot", "2"],
+            "--device cpu puts the workers on CPUs, with no GPU to split a shot over",
+        ),
+    ],
+)
+def test_workers_beyond_the_clusters_gpus_stop_the_render(
+    args: list[str], message: str, write_story: Any, tmp_path: Path
+) -> None:
+    story = write_story(
+        {
+            "storyreel": 1,
+            "generation": TINY,
+            "scenes": [{"id": "s", "shots": [{"id": "a", "prompt": "p", "duration": 1}]}],
+        }
+    )
+    result = runner.invoke(app, ["render", str(story), "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "shots").exists() or not any((tmp_path / "out" / "shots").iterdir())
