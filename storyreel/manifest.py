@@ -69,6 +69,10 @@ class ShotEntry(_Entry):
         default_factory=dict, description="the generator's own facts: pipeline, precision, windows run"
     )
     path: str = Field(description="the shot's file, relative to the render folder")
+    keyframe: str | None = Field(
+        None,
+        description="the start frame the keyframe stage drew for the shot, relative to the render folder",
+    )
 
     @classmethod
     def for_shot(
@@ -115,6 +119,7 @@ class ShotEntry(_Entry):
             degraded=list(info.get("degraded", [])),
             generator_info={k: v for k, v in info.items() if k != "degraded"},
             path=f"shots/{shot.id}.mp4",
+            keyframe=f"keyframes/{shot.id}.png" if shot.keyframe else None,
         )
 
 

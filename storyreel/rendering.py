@@ -190,6 +190,10 @@ def render(
             backend=None if isinstance(enhancer, str) else enhancer,
         )
 
+        # 3b. Keyframes: a start frame drawn for each chosen fresh shot, which then starts from it; the
+        #     keyframe model is loaded once, only for keyframes the cache lacks, and closed before step 4
+        order = _keyframed(board, order, prompts, name, options, folder, cache, reuse, report)
+
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
         report.stage("generate", name)
@@ -217,6 +221,53 @@ def render(
             report.note("rendered only some shots (--only), so film.mp4 was not assembled")
         manifest.write(folder.manifest)
         return manifest
+
+
+def _keyframed(
+    board: Storyboard,
+    order: list[ShotPlan],
+    prompts: dict[str, ShotPrompt],
+    generator: str,
+    options: GeneratorOptions,
+    folder: RenderFolder,
+    cache: ShotCache | None,
+    reuse: bool,
+    report: RenderProgress,
+) -> list[ShotPlan]:
+    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe. An animatic render
+    draws them with the animatic (no model is loaded); a model's render with ``keyframes.model``."""
+    from .keyframes import (
+        ANIMATIC_KEYFRAMER,
+        FOLDER,
+        KeyframeOptions,
+        KeyframeStage,
+        keyframer_for,
+        make_keyframes,
+    )
+
+    if not any(shot.keyframe for shot in order):
+        return order
+    assert board.keyframes is not None and board.keyframes.model is not None
+    if generator == ANIMATIC:
+        backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
+    else:
+        backend = keyframer_for(board.keyframes.model, board.base_dir)[0] or ""
+        keyframe_options = KeyframeOptions(
+            model=board.keyframes.model, device=options.device, dtype=options.dtype, base_dir=board.base_dir
+        )
+    report.stage("keyframes", backend)
+    stage = KeyframeStage(
+        backend=backend,
+        options=keyframe_options,
+        out=folder.path / FOLDER,
+        cache=cache.root / FOLDER if cache is not None else None,
+        reuse=reuse,
+        note=report.note,
+    )
+    files = make_keyframes(board, order, {s: p.prompt.prompt for s, p in prompts.items()}, stage)
+    return [
+        shot.model_copy(update={"image": str(files[shot.id])}) if shot.id in files else shot for shot in order
+    ]
 
 
 def enhance_storyboard(
