@@ -47,7 +47,14 @@ from .version import __version__
 ANIMATIC = "animatic"
 SKYREELS = "skyreels"
 
-__all__ = ["RenderProgress", "choose_generator", "default_out_dir", "enhance_storyboard", "render"]
+__all__ = [
+    "RenderProgress",
+    "choose_generator",
+    "default_out_dir",
+    "enhance_storyboard",
+    "render",
+    "render_keyframes",
+]
 
 
 class RenderProgress:
@@ -192,7 +199,7 @@ def render(
 
         # 3b. Keyframes: a start frame drawn for each chosen fresh shot, which then starts from it; the
         #     keyframe model is loaded once, only for keyframes the cache lacks, and closed before step 4
-        order = _keyframed(board, order, prompts, name, options, folder, cache, reuse, report)
+        order = _keyframed(board, order, prompts, name == ANIMATIC, options, folder, cache, reuse, report)
 
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
@@ -223,11 +230,70 @@ def render(
         return manifest
 
 
+def render_keyframes(
+    storyboard: Storyboard | str | Path,
+    out: str | Path | None = None,
+    *,
+    enhancer: str | Enhancer | None = None,
+    refresh_prompts: bool = False,
+    seed: int | None = None,
+    use_cache: bool = True,
+    reuse: bool = True,
+    cache_dir: str | Path | None = None,
+    allow_outside: bool = False,
+    template_vars: dict[str, Any] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    progress: RenderProgress | None = None,
+) -> dict[str, Path]:
+    """Only the keyframes: ``out/keyframes/<shot id>.png`` for every shot that gets one, drawn by the
+    storyboard's keyframe model (stages 1, 2, 3 and 3b of :func:`render`, nothing generated), for approval
+    before a render. Returns shot id -> file. They are cached as a render's are, so the render that follows
+    reuses every one; a keyframe kept by copying it beside the storyboard and naming it in the shot's
+    ``image:`` is that shot's start image from then on.
+    """
+    report = progress or RenderProgress()
+    board = _board(storyboard, allow_outside, template_vars)
+    folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
+    places = [
+        (folder.path, "--out chooses the render folder"),
+        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
+        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
+    ]
+    with machine_errors(*places), folder.locked(report.note):
+        report.stage("plan")
+        plan = plan_film(board, seed=seed, allow_outside=allow_outside)
+        order = [plan.shot(s) for s in plan.render_order]
+        if plan.keyframes is None:
+            raise UserError(
+                "no shot gets a keyframe: add a keyframes: section with a model (shots: auto picks the fresh "
+                "shots showing a character with a reference:), or set keyframes.shots: all"
+            )
+        cache = _open_cache(cache_dir, report) if use_cache else None
+        settings = _enhancer_settings(board, enhancer, None, None, None)
+        report.stage("enhance", settings.backend)
+        keyframed = set(plan.keyframes.shots)
+        prompts = enhance_film(
+            board,
+            plan,
+            settings,
+            only=keyframed,
+            lock_path=lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml",
+            refresh=refresh_prompts,
+            note=report.note,
+            backend=None if isinstance(enhancer, str) else enhancer,
+        )
+        chosen = [shot for shot in order if shot.id in keyframed]
+        options = GeneratorOptions(device=device, dtype=dtype)
+        drawn = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
+        return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
+
+
 def _keyframed(
     board: Storyboard,
     order: list[ShotPlan],
     prompts: dict[str, ShotPrompt],
-    generator: str,
+    animatic: bool,
     options: GeneratorOptions,
     folder: RenderFolder,
     cache: ShotCache | None,
@@ -248,7 +314,7 @@ def _keyframed(
     if not any(shot.keyframe for shot in order):
         return order
     assert board.keyframes is not None and board.keyframes.model is not None
-    if generator == ANIMATIC:
+    if animatic:
         backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
     else:
         backend = keyframer_for(board.keyframes.model, board.base_dir)[0] or ""

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import gc
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,7 +58,16 @@ class Flux2KleinKeyframes(KeyframeModel):
         self.torch = torch
         self.device = _pick_device(torch, options.device)
         self.dtype = _pick_dtype(torch, options.dtype, self.device)
-        self.pipe: Any = diffusers.Flux2KleinPipeline.from_pretrained(folder, torch_dtype=self.dtype)
+        try:
+            with _quiet_loading():
+                self.pipe: Any = diffusers.Flux2KleinPipeline.from_pretrained(
+                    folder, dtype=self.dtype, local_files_only=True
+                )
+        except OSError as exc:
+            raise ModelNotFound(
+                f"keyframe model '{options.model}': {folder} is incomplete or unreadable ({exc}); download it "
+                "again (hf download <id>) or point to a complete folder"
+            ) from exc
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.layers = text_layers(
@@ -128,6 +139,23 @@ def text_layers(encoder_layers: int, encoder_width: int, joint_width: int) -> tu
     if count >= encoder_layers:  # too few layers to space out: the last ones
         return tuple(range(max(1, encoder_layers - count + 1), encoder_layers + 1))
     return tuple(round(encoder_layers * (i + 1) / (count + 1)) for i in range(count))
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence diffusers' and transformers' loading bars while the pipeline loads."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    shown = [lib.is_progress_bar_enabled() for lib in (diffusers_logging, transformers_logging)]
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, was_shown in zip((diffusers_logging, transformers_logging), shown, strict=True):
+            if was_shown:
+                lib.enable_progress_bar()
 
 
 def _at_least(picture: Any, side: int) -> Any:

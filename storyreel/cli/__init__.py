@@ -8,6 +8,7 @@ One module per job, each command registering itself on :data:`app`:
 * :mod:`.app`: the Typer app, its consoles, errors as messages and exit codes, :func:`main`;
 * :mod:`.options`: the arguments several commands share;
 * :mod:`.render`: ``render`` and ``enhance``, drawing their progress with :mod:`.progress`;
+* :mod:`.keyframes`: ``keyframes``, only the start frames the keyframe stage draws;
 * :mod:`.storyboard`: ``validate``, ``plan``, ``new``, ``templates``, ``schema``;
 * :mod:`.enhancer`: ``enhancer serve``;
 * :mod:`.cache`: ``cache ls``, ``cache du``, ``cache gc``.
@@ -18,7 +19,7 @@ Importing it loads typer and rich only: each command imports the library it call
 from __future__ import annotations
 
 # Imported for the commands they register, in the order --help lists them.
-from . import render, storyboard, enhancer, cache  # noqa: F401  # isort: skip
+from . import render, keyframes, storyboard, enhancer, cache  # noqa: F401  # isort: skip
 from .app import app, main
 
 __all__ = ["app", "main"]
