@@ -208,9 +208,11 @@ def keyframe_problems(board: Storyboard) -> list[Problem]:
         shown = [c for c in board.shot_characters(shot) if c in board.characters]
         count = sum(len(board.characters[c].references) for c in shown)
         if count > limit:
+            # Where the characters are named: the shot's characters: list, else its prompt.
+            named = "characters" if shot.characters else "prompt"
             problems.append(
                 board.problem(
-                    ("scenes", si, "shots", hi, "characters"),
+                    ("scenes", si, "shots", hi, named),
                     f"shot '{shot.id}' shows {', '.join(shown)} with {count} reference images, more than "
                     f"the keyframe model ({name}) takes ({limit})",
                     f"give these characters at most {limit} reference images in all, or give the shot "
