@@ -58,9 +58,26 @@ class Flux2KleinKeyframes(KeyframeModel):
         self.torch = torch
         self.device = _pick_device(torch, options.device)
         self.dtype = _pick_dtype(torch, options.dtype, self.device)
+        pipe = self._load(diffusers, folder, options)
+        self._use(pipe)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, options: KeyframeOptions) -> Flux2KleinKeyframes:
+        """A keyframe model around a ``Flux2KleinPipeline`` built elsewhere (benchmarks build one with random
+        weights of the released size), moved to the options' device."""
+        torch, _ = _import_stack()
+        self = cls.__new__(cls)
+        KeyframeModel.__init__(self, options)
+        self.torch = torch
+        self.device = _pick_device(torch, options.device)
+        self.dtype = pipe.transformer.dtype
+        self._use(pipe)
+        return self
+
+    def _load(self, diffusers: Any, folder: Any, options: KeyframeOptions) -> Any:
         try:
             with _quiet_loading():
-                self.pipe: Any = diffusers.Flux2KleinPipeline.from_pretrained(
+                return diffusers.Flux2KleinPipeline.from_pretrained(
                     folder, dtype=self.dtype, local_files_only=True
                 )
         except OSError as exc:
@@ -68,6 +85,9 @@ class Flux2KleinKeyframes(KeyframeModel):
                 f"keyframe model '{options.model}': {folder} is incomplete or unreadable ({exc}); download it "
                 "again (hf download <id>) or point to a complete folder"
             ) from exc
+
+    def _use(self, pipe: Any) -> None:
+        self.pipe: Any = pipe
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.layers = text_layers(
