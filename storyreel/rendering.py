@@ -6,6 +6,8 @@
                     is here, its pipeline can make the shot): every error is found
                     before any prompt is enhanced or GPU minute spent
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
+    3b. keyframes   a start frame drawn for each chosen fresh shot from its characters'  keyframes
+                    references; the keyframe model closed before the video model loads
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
                     (a continuing shot gets its parent's exact last frames)            cache, tails
     5. assemble     shots cut into film.mp4 (+ film.srt), then manifest.json            assemble, manifest
