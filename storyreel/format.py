@@ -271,6 +271,15 @@ class Keyframes(_Model):
     )
     steps: int = Field(4, ge=1, le=200, description="denoising steps per keyframe (4 for a distilled model)")
 
+    @field_validator("model")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise field_error(
+                "an empty model names nothing", "name an image model, e.g. black-forest-labs/FLUX.2-klein-4B"
+            )
+        return value
+
 
 class Shot(_Model):
     id: str = Field(

@@ -180,6 +180,9 @@ def keyframe_problems(board: Storyboard) -> list[Problem]:
     if section is None or section.shots == "none":
         return []
     if section.model is None:
+        written = board._source is not None and ("keyframes", "model") in board._source.values
+        if written:  # written but refused (an empty name): that error is already reported
+            return []
         return [
             board.problem(
                 ("keyframes",),

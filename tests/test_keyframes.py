@@ -300,3 +300,30 @@ def test_a_keyframe_model_folder_of_another_kind_is_refused_at_its_line(
     assert "keyframes.model" in result.output
     assert "SkyReelsV2DiffusionForcingPipeline, which no keyframe backend loads" in result.output
     assert "Flux2KleinPipeline" in result.output
+
+
+def test_a_keyframe_model_is_found_in_the_local_hub_cache_offline(
+    tmp_path: Path, tiny_klein: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--someone--tiny-klein"
+    shutil.copytree(tiny_klein, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    story = film(tmp_path / "film", tiny_klein, None)
+    board = yaml.safe_load(story.read_text())
+    board["keyframes"]["model"] = "someone/tiny-klein"
+    story.write_text(yaml.safe_dump(board, sort_keys=False))
+
+    drawn = render_keyframes(story, tmp_path / "out", enhancer="template")
+    assert sorted(drawn) == sorted(KEYFRAMED)
+
+    board["keyframes"]["model"] = "someone/not-downloaded"
+    story.write_text(yaml.safe_dump(board, sort_keys=False))
+    result = runner.invoke(app, ["keyframes", str(story), "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 1
+    assert "hf download someone/not-downloaded" in result.output
