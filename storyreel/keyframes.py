@@ -322,11 +322,10 @@ def make_keyframes(
     """Every keyframe ``shots`` need (those planned with ``keyframe``), from the cache or drawn, as
     ``keyframes/<shot id>.png``; returns shot id -> file. The model is loaded once, only if a keyframe is
     missing, and closed before this returns."""
-    assert board.keyframes is not None or not any(shot.keyframe for shot in shots)
     wanted = [shot for shot in shots if shot.keyframe]
     if not wanted:
         return {}
-    assert board.keyframes is not None
+    assert board.keyframes is not None, "the plan keyframes shots only for a storyboard with keyframes:"
     backend_class: type[KeyframeModel] = load_backend(KEYFRAMERS, stage.backend)
     model = stage.options.model
     model_identity = resolve_model(model, stage.options.base_dir).identity() if model else None
