@@ -922,6 +922,8 @@ def test_compiled_blocks_give_eager_frames_and_compile_once(tiny_df: Path) -> No
                 if planned.conditioned_on:
                     tail = made[planned.conditioned_on][-planned.settings.overlap_history :]
                 image = load_start_image(planned.image, 64, 64) if planned.image else None
+                if planned.keyframe:  # the keyframe stage would draw its start frame: a grey one stands in
+                    image = np.full((64, 64, 3), 128, np.uint8)
                 want = generate(eager, planned, tail=tail, image=image)
                 got = generate(compiled, planned, tail=tail, image=image)
                 made[shot_id] = want.frames
