@@ -180,6 +180,7 @@ def render(
                 precision=plan.transformer.precision,
             )
         backend.check_plan(order, options)
+        _check_keyframe_model(board, order, name == ANIMATIC)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
@@ -271,6 +272,7 @@ def render_keyframes(
                 "no shot gets a keyframe: add a keyframes: section with a model (shots: auto picks the fresh "
                 "shots showing a character with a reference:), or set keyframes.shots: all"
             )
+        _check_keyframe_model(board, order, animatic=False)
         cache = _open_cache(cache_dir, report) if use_cache else None
         settings = _enhancer_settings(board, enhancer, None, None, None)
         report.stage("enhance", settings.backend)
@@ -289,6 +291,15 @@ def render_keyframes(
         options = GeneratorOptions(device=device, dtype=dtype)
         drawn = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
         return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
+
+
+def _check_keyframe_model(board: Storyboard, order: list[ShotPlan], animatic: bool) -> None:
+    """A keyframe model that is not on this machine fails here, before any prompt is enhanced (an animatic
+    render draws its keyframes without one)."""
+    if animatic or board.keyframes is None or board.keyframes.model is None:
+        return
+    if any(shot.keyframe for shot in order):
+        resolve_model(board.keyframes.model, board.base_dir).require()
 
 
 def _keyframed(

@@ -26,6 +26,7 @@ from tiny_flux2 import build_tiny_flux2  # noqa: E402
 from tiny_skyreels import build_tiny_skyreels  # noqa: E402
 
 from storyreel.cli import app  # noqa: E402
+from storyreel.errors import ModelNotFound  # noqa: E402
 from storyreel.generate import (  # noqa: E402
     Clip,
     Generator,
@@ -327,3 +328,14 @@ def test_a_keyframe_model_is_found_in_the_local_hub_cache_offline(
     result = runner.invoke(app, ["keyframes", str(story), "--out", str(tmp_path / "out2")])
     assert result.exit_code == 1
     assert "hf download someone/not-downloaded" in result.output
+
+
+def test_a_missing_keyframe_model_stops_a_render_before_any_prompt_is_enhanced(
+    tmp_path: Path, tiny_df: Path
+) -> None:
+    story = film(tmp_path / "film", tmp_path / "no-such-klein", tiny_df)
+    notes = Notes()
+    with pytest.raises(ModelNotFound, match="no-such-klein"):
+        render(story, tmp_path / "out", enhancer="template", progress=notes)
+    assert notes.stages == ["plan"]  # nothing enhanced, no shot generated
+    assert not (story.parent / "story.lock.yaml").exists()
