@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# SkyReels-V2's GPU measurements in one go, on a bare CUDA machine without network, within 8 minutes.
+# SkyReels-V2's and the keyframe model's GPU measurements in one go, on a bare CUDA machine without network,
+# within 9 minutes.
 #
 # The machine needs Python 3.12 with a CUDA build of torch (and transformers, tokenizers, safetensors,
 # huggingface_hub, accelerate, pyyaml, jinja2, typer, rich, networkx, numpy, pillow), as the usual
@@ -8,7 +9,7 @@
 #   bash benchmarks/gpu_suite.sh --download .whl     # on a machine with network: fetch the wheels into .whl/
 #   bash benchmarks/gpu_suite.sh --wheels .whl       # on the GPU machine: install them, run the suite
 #
-# Stages, each under its own time limit (their sum, with the install, stays under 8 minutes); every stage
+# Stages, each under its own time limit (their sum, with the install, stays under 9 minutes); every stage
 # writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish, so a
 # stage stopped at its limit keeps what it measured. Within a stage the configs run most telling first:
 #   1. DF-1.3B per denoise step at 540P x 97 frames: sdpa eager bf16 (what diffusers runs by default),
@@ -20,6 +21,8 @@
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
 #   5. with more than one GPU: DF-1.3B s/step split over 2, 4, 8 GPUs (--gpus-per-shot, sequence
 #      parallelism: benchmarks/sequence_parallel.py), 60 s each beyond the 8 minutes; with one GPU it says so
+#   6. keyframes: random weights of FLUX.2 [klein] 4B, seconds per 540P keyframe with 0-4 reference images,
+#      peak memory, and what close() leaves allocated (benchmarks/keyframes.py --real-size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,4 +118,6 @@ else
     echo "=== --gpus-per-shot: this machine has $GPUS GPU; splitting one shot needs 2 or more, not measured" \
         | tee -a "$LOG"
 fi
+stage "FLUX.2 [klein] 4B keyframes: s per keyframe by reference count, peak memory" 60 \
+    "$PYTHON" -P benchmarks/keyframes.py --real-size --repeats 2 --out "$OUT"
 echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"

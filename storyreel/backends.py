@@ -15,7 +15,8 @@ from .errors import BackendNotFound, MissingExtra
 
 GENERATORS = "storyreel.generators"
 ENHANCERS = "storyreel.enhancers"
-_KIND = {GENERATORS: "generator", ENHANCERS: "enhancer"}
+KEYFRAMERS = "storyreel.keyframers"
+_KIND = {GENERATORS: "generator", ENHANCERS: "enhancer", KEYFRAMERS: "keyframe model"}
 
 
 def _entry_points(group: str) -> dict[str, EntryPoint]:

@@ -39,6 +39,10 @@ def storyboard_problems(board: Storyboard, *, allow_outside: bool = False) -> li
     problems += _prompt_problems(board)
     problems += _asset_problems(board, allow_outside)
     problems += _model_problems(board)
+    if board.keyframes is not None:
+        from .keyframes import keyframe_problems
+
+        problems += keyframe_problems(board)
     if board.vars is not None and not board._rendered:
         problems.append(
             board.problem(
@@ -222,8 +226,11 @@ def _asset_problems(board: Storyboard, allow_outside: bool) -> list[Problem]:
         if shot.image:
             assets.append((("scenes", si, "shots", hi, "image"), shot.image, "image"))
     for name, character in board.characters.items():
-        if character.reference:
+        if isinstance(character.reference, str):
             assets.append((("characters", name, "reference"), character.reference, "image"))
+        elif character.reference:
+            for index, reference in enumerate(character.reference):
+                assets.append((("characters", name, "reference", index), reference, "image"))
     if board.audio is not None:
         assets.append((("audio", "music"), board.audio.music, "music"))
     for template in ("system_template", "user_template"):

@@ -245,7 +245,53 @@ class Character(_Model):
     description: Annotated[str, not_blank("description", "describe how the character looks")] = Field(
         min_length=1, description="how the character looks; replaces {{ name }} in prompts"
     )
-    reference: str | None = Field(None, description="image of the character, relative to the storyboard")
+    reference: str | list[str] | None = Field(
+        None,
+        description="image(s) of the character, relative to the storyboard: a path or a list of paths; "
+        "keyframes are drawn from them",
+    )
+
+    @field_validator("reference")
+    @classmethod
+    def _some_reference(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not value:
+            raise field_error(
+                "an empty list names no picture", "name at least one image, or leave reference out"
+            )
+        return value
+
+    @property
+    def references(self) -> list[str]:
+        """The reference images as written, always as a list (empty without any)."""
+        if self.reference is None:
+            return []
+        return [self.reference] if isinstance(self.reference, str) else list(self.reference)
+
+
+KEYFRAME_SHOTS = ("auto", "all", "none")
+
+
+class Keyframes(_Model):
+    """The keyframe stage: a start frame drawn by an image model for each chosen fresh shot, from the shot's
+    prompt and the reference images of the characters in it, so the same cast appears across cuts."""
+
+    model: str | None = Field(
+        None, description="image model that takes reference images: a hub id (local cache) or a folder"
+    )
+    shots: typing.Literal["auto", "all", "none"] = Field(
+        "auto",
+        description="auto: fresh shots showing a character with a reference; all: every fresh shot; none",
+    )
+    steps: int = Field(4, ge=1, le=200, description="denoising steps per keyframe (4 for a distilled model)")
+
+    @field_validator("model")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise field_error(
+                "an empty model names nothing", "name an image model, e.g. black-forest-labs/FLUX.2-klein-4B"
+            )
+        return value
 
 
 class Shot(_Model):
@@ -334,6 +380,9 @@ class Storyboard(_Model):
     )
     generation: Generation = Field(default_factory=lambda: Generation())
     enhancer: EnhancerSettings = Field(default_factory=lambda: EnhancerSettings())
+    keyframes: Keyframes | None = Field(
+        None, description="draw a start frame for chosen fresh shots from the characters' reference images"
+    )
     characters: dict[
         Annotated[str, Field(pattern=CHARACTER_NAME), AfterValidator(referable_name)], Character
     ] = Field(default_factory=dict)

@@ -82,6 +82,10 @@ class ShotEntry(_Entry):
     )
     started: str | None = Field(None, description="when its work began (ISO 8601, UTC)")
     finished: str | None = Field(None, description="when its work ended (ISO 8601, UTC)")
+    keyframe: str | None = Field(
+        None,
+        description="the start frame the keyframe stage drew for the shot, relative to the render folder",
+    )
 
     @classmethod
     def for_shot(
@@ -128,6 +132,7 @@ class ShotEntry(_Entry):
             degraded=list(info.get("degraded", [])),
             generator_info={k: v for k, v in info.items() if k != "degraded"},
             path=f"shots/{shot.id}.mp4",
+            keyframe=f"keyframes/{shot.id}.png" if shot.keyframe else None,
         )
 
 

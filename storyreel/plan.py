@@ -42,6 +42,7 @@ from .frames import (
     window_settings_fix,
 )
 from .graph import ShotGraph, ShotNode, build_graph
+from .keyframes import keyframe_shots
 from .models import ModelRef, resolve_model
 from .schedule import Schedule, critical_path, list_schedule
 from .storyboard import (
@@ -126,6 +127,10 @@ class ShotPlan(_Frozen):
     camera: Camera | None
     characters: list[str]
     image: str | None = Field(description="absolute path of the start image, for image-to-video shots")
+    keyframe: bool = Field(
+        False,
+        description="whether the keyframe stage draws this shot's start image (it is then an image shot)",
+    )
     seed: int
     settings: GenerationSettings
     windows: list[Window]
@@ -148,6 +153,17 @@ class Estimate(_Frozen):
     architecture: str | None
     shot_seconds: dict[str, float] | None = Field(
         None, description="each shot's rough H100 seconds, when the transformer's size is known"
+    )
+
+
+class KeyframePlan(_Frozen):
+    """The keyframe stage of a render: which model draws which shots' start frames, and what it costs."""
+
+    model: str
+    shots: list[str] = Field(description="the shots that get a keyframe, in timeline order")
+    steps: int
+    transformer_passes: int = Field(
+        description="the image model's transformer calls: one per step per keyframe"
     )
 
 
@@ -178,6 +194,7 @@ class FilmPlan(_Frozen):
     transformer: TransformerSettings = Field(
         default_factory=TransformerSettings, description="how the transformer runs (a model's renders only)"
     )
+    keyframes: KeyframePlan | None = Field(None, description="the keyframe stage; null when no shot gets one")
     notes: list[str] = Field(description="things storyreel adjusted or warns about, e.g. snapped durations")
     critical_path: list[str] = Field(
         default_factory=list,
@@ -400,16 +417,20 @@ class _Planning:
     width: int = field(init=False)
     height: int = field(init=False)
     fps: int = field(init=False)
+    keyframed: set[str] = field(init=False)  # shots the keyframe stage draws a start frame for
 
     def __post_init__(self) -> None:
         generation = self.board.generation
         self.width, self.height = resolution_size(generation.resolution or GENERATION_DEFAULTS["resolution"])
         self.fps = generation.fps or GENERATION_DEFAULTS["fps"]
+        self.keyframed = set(keyframe_shots(self.board))
 
     def draft(self, node: ShotNode) -> None:
         """Check one shot and work out its frames and windows (none when a check failed)."""
         shot = self.board.scenes[node.scene_index].shots[node.shot_index]
-        mode: Mode = "continue" if node.conditioned_on else "image" if shot.image else "fresh"
+        # A keyframed shot starts from the picture the keyframe stage draws: it is planned as an image shot.
+        starts_on_image = shot.image is not None or shot.id in self.keyframed
+        mode: Mode = "continue" if node.conditioned_on else "image" if starts_on_image else "fresh"
         settings, where = self._settings(shot, mode)
         windows_fit = self._check_window_settings(shot, settings, where)
         requested, length_fits = self._requested_frames(node, shot, mode, settings)
@@ -621,8 +642,19 @@ def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSe
         shots=timeline_plans,
         estimate=estimate,
         transformer=transformer,
+        keyframes=_keyframe_plan(board, timeline_plans),
         notes=planning.film_notes + planning.notes.lines() + model_notes,
         critical_path=longest,
+    )
+
+
+def _keyframe_plan(board: Storyboard, plans: list[ShotPlan]) -> KeyframePlan | None:
+    shots = [plan.id for plan in plans if plan.keyframe]
+    if not shots or board.keyframes is None or board.keyframes.model is None:
+        return None
+    steps = board.keyframes.steps
+    return KeyframePlan(
+        model=board.keyframes.model, shots=shots, steps=steps, transformer_passes=len(shots) * steps
     )
 
 
@@ -668,6 +700,7 @@ def _shot_plan(board: Storyboard, draft: _Draft, fps: int) -> ShotPlan:
         camera=shot.camera,
         characters=board.shot_characters(shot),
         image=str(board.resolve_asset(shot.image)) if shot.image else None,
+        keyframe=draft.mode == "image" and shot.image is None,
         seed=settings.seed,
         settings=settings,
         windows=draft.windows,

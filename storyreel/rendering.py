@@ -6,6 +6,8 @@
                     is here, its pipeline can make the shot): every error is found
                     before any prompt is enhanced or GPU minute spent
     3. enhance      every shot's prompt rewritten into a detailed caption, all at once  enhance
+    3b. keyframes   a start frame drawn for each chosen fresh shot from its characters'  keyframes
+                    references; the keyframe model closed before the video model loads
     4. generate     shots in render order, each reused from the shot cache or made      shot_job, degrade,
                     (a continuing shot gets its parent's exact last frames), here      cache, tails,
                     or on Ray workers, longest remaining chain first (workers=)        farm, schedule
@@ -52,7 +54,14 @@ from .version import __version__
 ANIMATIC = "animatic"
 SKYREELS = "skyreels"
 
-__all__ = ["RenderProgress", "choose_generator", "default_out_dir", "enhance_storyboard", "render"]
+__all__ = [
+    "RenderProgress",
+    "choose_generator",
+    "default_out_dir",
+    "enhance_storyboard",
+    "render",
+    "render_keyframes",
+]
 
 
 class RenderProgress:
@@ -201,6 +210,7 @@ def render(
             from .color_match import require_colour_matching
 
             require_colour_matching()
+        _check_keyframe_model(board, order, name == ANIMATIC)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
         if cluster is not None:
             cluster.check_model(options)
@@ -223,6 +233,10 @@ def render(
             note=report.note,
             backend=None if isinstance(enhancer, str) else enhancer,
         )
+
+        # 3b. Keyframes: a start frame drawn for each chosen fresh shot, which then starts from it; the
+        #     keyframe model is loaded once, only for keyframes the cache lacks, and closed before step 4
+        order = _keyframed(board, order, prompts, name == ANIMATIC, options, folder, cache, reuse, report)
 
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
@@ -276,6 +290,122 @@ def render(
         manifest.write(folder.manifest)
         write_review(folder.path, manifest)
         return manifest
+
+
+def render_keyframes(
+    storyboard: Storyboard | str | Path,
+    out: str | Path | None = None,
+    *,
+    enhancer: str | Enhancer | None = None,
+    refresh_prompts: bool = False,
+    seed: int | None = None,
+    use_cache: bool = True,
+    reuse: bool = True,
+    cache_dir: str | Path | None = None,
+    allow_outside: bool = False,
+    template_vars: dict[str, Any] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    progress: RenderProgress | None = None,
+) -> dict[str, Path]:
+    """Only the keyframes: ``out/keyframes/<shot id>.png`` for every shot that gets one, drawn by the
+    storyboard's keyframe model (stages 1, 2, 3 and 3b of :func:`render`, nothing generated), for approval
+    before a render. Returns shot id -> file. They are cached as a render's are, so the render that follows
+    reuses every one; a keyframe kept by copying it beside the storyboard and naming it in the shot's
+    ``image:`` is that shot's start image from then on.
+    """
+    report = progress or RenderProgress()
+    board = _board(storyboard, allow_outside, template_vars)
+    folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
+    places = [
+        (folder.path, "--out chooses the render folder"),
+        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
+        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
+    ]
+    with machine_errors(*places), folder.locked(report.note):
+        report.stage("plan")
+        plan = plan_film(board, seed=seed, allow_outside=allow_outside)
+        order = [plan.shot(s) for s in plan.render_order]
+        if plan.keyframes is None:
+            raise UserError(
+                "no shot gets a keyframe: add a keyframes: section with a model (shots: auto picks the fresh "
+                "shots showing a character with a reference:), or set keyframes.shots: all"
+            )
+        _check_keyframe_model(board, order, animatic=False)
+        cache = _open_cache(cache_dir, report) if use_cache else None
+        settings = _enhancer_settings(board, enhancer, None, None, None)
+        report.stage("enhance", settings.backend)
+        keyframed = set(plan.keyframes.shots)
+        prompts = enhance_film(
+            board,
+            plan,
+            settings,
+            only=keyframed,
+            lock_path=lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml",
+            refresh=refresh_prompts,
+            note=report.note,
+            backend=None if isinstance(enhancer, str) else enhancer,
+        )
+        chosen = [shot for shot in order if shot.id in keyframed]
+        options = GeneratorOptions(device=device, dtype=dtype)
+        drawn = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
+        return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
+
+
+def _check_keyframe_model(board: Storyboard, order: list[ShotPlan], animatic: bool) -> None:
+    """A keyframe model that is not on this machine fails here, before any prompt is enhanced (an animatic
+    render draws its keyframes without one)."""
+    if animatic or board.keyframes is None or board.keyframes.model is None:
+        return
+    if any(shot.keyframe for shot in order):
+        resolve_model(board.keyframes.model, board.base_dir).require()
+
+
+def _keyframed(
+    board: Storyboard,
+    order: list[ShotPlan],
+    prompts: dict[str, ShotPrompt],
+    animatic: bool,
+    options: GeneratorOptions,
+    folder: RenderFolder,
+    cache: ShotCache | None,
+    reuse: bool,
+    report: RenderProgress,
+) -> list[ShotPlan]:
+    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe. An animatic render
+    draws them with the animatic (no model is loaded); a model's render with ``keyframes.model``."""
+    from .keyframes import (
+        ANIMATIC_KEYFRAMER,
+        FOLDER,
+        KeyframeOptions,
+        KeyframeStage,
+        keyframer_for,
+        make_keyframes,
+    )
+
+    if not any(shot.keyframe for shot in order):
+        return order
+    assert board.keyframes is not None and board.keyframes.model is not None
+    if animatic:
+        backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
+    else:
+        backend = keyframer_for(board.keyframes.model, board.base_dir)[0] or ""
+        keyframe_options = KeyframeOptions(
+            model=board.keyframes.model, device=options.device, dtype=options.dtype, base_dir=board.base_dir
+        )
+    report.stage("keyframes", backend)
+    stage = KeyframeStage(
+        backend=backend,
+        options=keyframe_options,
+        out=folder.path / FOLDER,
+        cache=cache.root / FOLDER if cache is not None else None,
+        reuse=reuse,
+        note=report.note,
+    )
+    files = make_keyframes(board, order, {s: p.prompt.prompt for s, p in prompts.items()}, stage)
+    return [
+        shot.model_copy(update={"image": str(files[shot.id])}) if shot.id in files else shot for shot in order
+    ]
 
 
 def enhance_storyboard(

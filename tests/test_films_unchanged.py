@@ -80,18 +80,23 @@ def _board(path: Path) -> storyreel.Storyboard:
     return module.tide_pool_film(["steps out from under a rock", "scuttles to the water's edge"])
 
 
-def _tiny(board: storyreel.Storyboard) -> storyreel.Storyboard:
+def _tiny(board: storyreel.Storyboard, keyframe_model: str | None) -> storyreel.Storyboard:
     generation = storyreel.Generation.model_validate(
         {**board.generation.model_dump(exclude_none=True), **TINY}
     )
-    return board.model_copy(update={"generation": generation})
+    update: dict[str, Any] = {"generation": generation}
+    if board.keyframes is not None:  # keyframes drawn by the tiny FLUX.2 [klein]
+        update["keyframes"] = board.keyframes.model_copy(update={"model": keyframe_model})
+    return board.model_copy(update=update)
 
 
-def film_digests(example: Path, kind: str, out: Path, model: str | None = None) -> dict[str, dict[str, str]]:
+def film_digests(
+    example: Path, kind: str, out: Path, model: str | None = None, keyframe_model: str | None = None
+) -> dict[str, dict[str, str]]:
     """{shot id: {"frames": sha256, "prompt": sha256}} of one render of ``example``."""
     board = _board(example)
     if kind == "skyreels":
-        board = _tiny(board)
+        board = _tiny(board, keyframe_model)
     options = GeneratorOptions(model=model, base_dir=board.base_dir)
     with Recording(open_generator(kind, options)) as generator:
         manifest = storyreel.render(board, out, generator=generator, model=model, use_cache=False)
@@ -116,6 +121,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(build_tiny_skyreels(tmp_path_factory.mktemp("tiny") / "df"))
 
 
+@pytest.fixture(scope="module")
+def tiny_keyframe_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    pytest.importorskip("diffusers")
+    from tiny_flux2 import build_tiny_flux2
+
+    return str(build_tiny_flux2(tmp_path_factory.mktemp("tiny") / "klein"))
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_animatic_films_are_unchanged(example: Path, recorded: dict[str, Any], tmp_path: Path) -> None:
     got = film_digests(example, "animatic", tmp_path / "out")
@@ -127,14 +140,16 @@ def test_animatic_films_are_unchanged(example: Path, recorded: dict[str, Any], t
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_tiny_skyreels_films_are_unchanged(
-    example: Path, recorded: dict[str, Any], tiny_model: str, tmp_path: Path
+    example: Path, recorded: dict[str, Any], tiny_model: str, tiny_keyframe_model: str, tmp_path: Path
 ) -> None:
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        got = film_digests(example, "skyreels", tmp_path / "out", model=tiny_model)
+        got = film_digests(
+            example, "skyreels", tmp_path / "out", model=tiny_model, keyframe_model=tiny_keyframe_model
+        )
     finally:
         torch.set_num_threads(threads)
     assert got == recorded["skyreels"][example.name]
@@ -144,6 +159,7 @@ def record() -> None:
     import tempfile
 
     import torch
+    from tiny_flux2 import build_tiny_flux2
     from tiny_skyreels import build_tiny_skyreels
 
     torch.set_num_threads(1)
@@ -151,10 +167,11 @@ def record() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         model = str(build_tiny_skyreels(root / "tiny"))
+        keyframe_model = str(build_tiny_flux2(root / "klein"))
         for example in EXAMPLES:
             document["animatic"][example.name] = film_digests(example, "animatic", root / "a" / example.name)
             document["skyreels"][example.name] = film_digests(
-                example, "skyreels", root / "s" / example.name, model=model
+                example, "skyreels", root / "s" / example.name, model=model, keyframe_model=keyframe_model
             )
     DIGESTS.parent.mkdir(exist_ok=True)
     DIGESTS.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")

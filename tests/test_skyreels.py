@@ -229,13 +229,28 @@ def example_board(path: Path) -> Storyboard:
     return module.tide_pool_film(["steps out from under a rock", "scuttles to the water's edge"])
 
 
+@pytest.fixture(scope="session")
+def tiny_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny FLUX.2 [klein] folder: the keyframe model of examples with keyframes:."""
+    from tiny_flux2 import build_tiny_flux2
+
+    return build_tiny_flux2(tmp_path_factory.mktemp("tiny") / "klein")
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_example_renders_exactly_its_plan(example: Path, tiny_df: Path, spy: Spy, tmp_path: Path) -> None:
+def test_example_renders_exactly_its_plan(
+    example: Path, tiny_df: Path, tiny_klein: Path, spy: Spy, tmp_path: Path
+) -> None:
     board = tiny_board(example_board(example))
+    if board.keyframes is not None:
+        board = board.model_copy(
+            update={"keyframes": board.keyframes.model_copy(update={"model": str(tiny_klein)})}
+        )
     plan = plan_film(board, model=str(tiny_df))
     manifest = render(board, tmp_path / "out", generator="skyreels", model=str(tiny_df), use_cache=False)
 
-    assert spy.loads == 1  # weights load once per render, not per shot
+    # Weights load once per render, not per shot (and the keyframe model once, when there is one).
+    assert spy.loads == 1 + (plan.keyframes is not None)
     assert manifest.film is not None and manifest.film.frames == plan.film_frames
     for entry in manifest.shots:
         planned = plan.shot(entry.id)
@@ -907,6 +922,8 @@ def test_compiled_blocks_give_eager_frames_and_compile_once(tiny_df: Path) -> No
                 if planned.conditioned_on:
                     tail = made[planned.conditioned_on][-planned.settings.overlap_history :]
                 image = load_start_image(planned.image, 64, 64) if planned.image else None
+                if planned.keyframe:  # the keyframe stage would draw its start frame: a grey one stands in
+                    image = np.full((64, 64, 3), 128, np.uint8)
                 want = generate(eager, planned, tail=tail, image=image)
                 got = generate(compiled, planned, tail=tail, image=image)
                 made[shot_id] = want.frames

@@ -5,6 +5,9 @@
 * ``heron_dawn.png``: a grey heron in the reeds of a mountain lake at dawn (960x544, the 540P frame),
   the start image of ``swan_lake.yaml``'s image-to-video shot;
 * ``swan_reference.png``: a white swan on dark water, the swan's character reference;
+* ``keeper_front.png``, ``keeper_side.png``: the lighthouse keeper from the front and in profile (white
+  beard, yellow oilskin coat, dark cap), the keeper's character references in ``lighthouse.yaml``;
+* ``terrier_reference.png``: a small black-and-white terrier, the dog's character reference;
 * ``score.mp3`` (``score.m4a`` if the bundled ffmpeg has no MP3 encoder): a 24-second music bed,
   a slow D major chord progression with pad, plucked arpeggio and bass.
 
@@ -369,11 +372,102 @@ def write_music(samples: np.ndarray, folder: Path) -> Path:
     return target
 
 
+def _studio(n: int, top: RGB, bottom: RGB) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A plain backdrop of ``n`` x ``n`` pixels, as a character sheet is drawn on."""
+    backdrop = vertical_gradient(n, n, [(0, top), (1, bottom)])
+    image = Image.fromarray(backdrop.astype(np.uint8))
+    return image, ImageDraw.Draw(image, "RGBA")
+
+
+def keeper(profile: bool, size: int = 384) -> Image.Image:
+    """The keeper: yellow oilskin coat, white beard, navy cap; from the front, or facing left in profile."""
+    s = SUPERSAMPLE
+    n = size * s
+    image, draw = _studio(n, (196, 204, 212), (120, 130, 142))
+    coat, coat_shade = (238, 196, 40, 255), (196, 150, 24, 255)
+    skin, beard, cap = (226, 178, 150, 255), (244, 244, 240, 255), (32, 40, 72, 255)
+    cx = n * (0.52 if profile else 0.5)
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[float]:
+        return [cx + x0 * s, n * y0, cx + x1 * s, n * y1]
+
+    half = 58 if profile else 96  # a profile shows a narrower body
+    draw.rounded_rectangle(box(-half, 0.42, half, 1.05), radius=34 * s, fill=coat)  # the coat
+    if profile:
+        draw.polygon(
+            [(cx - half * s, n * 0.5), (cx - (half + 26) * s, n * 0.78), (cx - half * s, n * 0.8)],
+            fill=coat_shade,
+        )
+    else:
+        draw.line([(cx, n * 0.5), (cx, n)], fill=coat_shade, width=5 * s)  # the coat's front seam
+        for y in (0.6, 0.72, 0.84):
+            draw.ellipse([cx + 10 * s, n * y, cx + 22 * s, n * y + 12 * s], fill=(60, 60, 60, 255))  # buttons
+    head = 44 if profile else 50
+    draw.ellipse(box(-head, 0.16, head, 0.42), fill=skin)  # the head
+    if profile:
+        draw.polygon(
+            [(cx - head * s, n * 0.28), (cx - (head + 14) * s, n * 0.31), (cx - head * s, n * 0.33)],
+            fill=skin,
+        )
+        draw.pieslice(box(-head - 8, 0.24, head - 20, 0.5), 20, 200, fill=beard)  # the beard, from the side
+        draw.ellipse([cx - 22 * s, n * 0.245, cx - 12 * s, n * 0.265], fill=(20, 20, 20, 255))  # the eye
+    else:
+        draw.pieslice(box(-head - 6, 0.22, head + 6, 0.52), 0, 180, fill=beard)  # the beard
+        for side in (-1, 1):
+            x = cx + side * 18 * s
+            draw.ellipse([x - 5 * s, n * 0.255, x + 5 * s, n * 0.275], fill=(20, 20, 20, 255))  # the eyes
+    draw.rectangle(box(-head - 4, 0.13, head + 4, 0.2), fill=cap)  # the cap
+    draw.rectangle(box(-head - (22 if profile else 8), 0.185, head + 8, 0.205), fill=cap)  # its peak
+    image = image.filter(ImageFilter.GaussianBlur(0.5 * s))
+    return image.resize((size, size), Image.LANCZOS)
+
+
+def terrier(size: int = 384) -> Image.Image:
+    """A small black-and-white terrier standing side-on, on a sandy backdrop."""
+    s = SUPERSAMPLE
+    n = size * s
+    image, draw = _studio(n, (226, 214, 186), (176, 160, 126))
+    white, black = (246, 244, 238, 255), (28, 28, 30, 255)
+    cx, cy = n * 0.5, n * 0.58
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[float]:
+        return [cx + x0 * s, cy + y0 * s, cx + x1 * s, cy + y1 * s]
+
+    for x in (-80, -50, 50, 80):
+        draw.rectangle(box(x - 10, 10, x + 10, 110), fill=white)  # the legs
+    draw.ellipse(box(-120, -50, 110, 50), fill=white)  # the body
+    draw.ellipse(box(-40, -48, 40, 20), fill=black)  # a black saddle patch
+    draw.ellipse(box(80, -120, 170, -30), fill=white)  # the head
+    draw.ellipse(box(120, -120, 172, -60), fill=black)  # a black patch over the eye
+    draw.polygon(
+        [(cx + 92 * s, cy - 112 * s), (cx + 104 * s, cy - 160 * s), (cx + 122 * s, cy - 114 * s)], fill=black
+    )
+    draw.ellipse(box(160, -80, 178, -64), fill=black)  # the nose
+    draw.line(
+        [(cx - 118 * s, cy - 20 * s), (cx - 150 * s, cy - 80 * s)], fill=white, width=14 * s
+    )  # the tail
+    image = image.filter(ImageFilter.GaussianBlur(0.5 * s))
+    return image.resize((size, size), Image.LANCZOS)
+
+
+def character_sheets() -> list[Path]:
+    """The character references of ``lighthouse.yaml``, written beside this script."""
+    written = []
+    for name, picture in (
+        ("keeper_front.png", keeper(profile=False)),
+        ("keeper_side.png", keeper(profile=True)),
+        ("terrier_reference.png", terrier()),
+    ):
+        picture.save(HERE / name, optimize=True)
+        written.append(HERE / name)
+    return written
+
+
 def main() -> None:
     heron_at_dawn().save(HERE / "heron_dawn.png", optimize=True)
     swan_reference().save(HERE / "swan_reference.png", optimize=True)
     music = write_music(score(), HERE)
-    for path in (HERE / "heron_dawn.png", HERE / "swan_reference.png", music):
+    for path in (HERE / "heron_dawn.png", HERE / "swan_reference.png", *character_sheets(), music):
         print(f"{path.name}: {path.stat().st_size // 1024} KB")
 
 

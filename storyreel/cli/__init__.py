@@ -9,6 +9,7 @@ One module per job, each command registering itself on :data:`app`:
 * :mod:`.options`: the arguments several commands share;
 * :mod:`.render`: ``render`` and ``enhance``, drawing their progress with :mod:`.progress`;
 * :mod:`.review`: ``review``, the review page rebuilt from a render's manifest;
+* :mod:`.keyframes`: ``keyframes``, only the start frames the keyframe stage draws;
 * :mod:`.storyboard`: ``validate``, ``plan``, ``new``, ``templates``, ``schema``;
 * :mod:`.enhancer`: ``enhancer serve``;
 * :mod:`.cache`: ``cache ls``, ``cache du``, ``cache gc``.
@@ -19,7 +20,7 @@ Importing it loads typer and rich only: each command imports the library it call
 from __future__ import annotations
 
 # Imported for the commands they register, in the order --help lists them.
-from . import render, review, storyboard, enhancer, cache  # noqa: F401  # isort: skip
+from . import render, keyframes, review, storyboard, enhancer, cache  # noqa: F401  # isort: skip
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -146,7 +146,7 @@ def _print_plan(film: FilmPlan) -> None:
             str(shot.timeline_index),
             shot.id,
             shot.scene,
-            shot.mode,
+            f"{shot.mode} (keyframe)" if shot.keyframe else shot.mode,
             frames,
             f"{shot.seconds:.2f}",
             shot.conditioned_on or "-",
@@ -166,6 +166,14 @@ def _print_plan(film: FilmPlan) -> None:
             f"about {estimate.h100_minutes:.1f} min on one H100 at 40% of bf16 peak"
         )
     out.print(line)
+    if film.keyframes is not None:
+        kept = film.keyframes
+        out.print(
+            escape(
+                f"keyframes: {len(kept.shots)} ({', '.join(kept.shots)}) drawn by {kept.model}, "
+                f"{kept.steps} steps each: {kept.transformer_passes} image-model passes"
+            )
+        )
     _print_parallel(film)
     if any(shot.settings.model for shot in film.shots):  # the animatic runs no transformer
         run = film.transformer
