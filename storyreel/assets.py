@@ -244,13 +244,11 @@ def _clip_facts(path: str, identity: tuple[int, ...]) -> ClipFacts | AssetTroubl
             "extend a shorter clip: cut its last seconds out with ffmpeg (-sseof -3)",
         )
     log = result.stderr
+    if not re.search(r"Stream #\d+:\d+.*: Video:", log) and re.search(r"Stream #\d+:\d+", log):
+        return AssetTrouble(f"'{shown}' has no video stream", fix)
     stream = re.search(r"Stream #\d+:\d+.*: Video: .*?(\d{2,5})x(\d{2,5})", log)
-    if stream is None:
-        if re.search(r"Stream #\d+:\d+", log):
-            return AssetTrouble(f"'{shown}' has no video stream", fix)
+    if stream is None or result.returncode != 0:
         return AssetTrouble(f"'{shown}' is not a video ffmpeg can read ({_reason(log)})", fix)
-    if result.returncode != 0:
-        return AssetTrouble(f"'{shown}' does not decode ({_reason(log)})", fix)
     counted = re.findall(r"frame=\s*(\d+)", log)
     frames = int(counted[-1]) if counted else 0
     if frames == 0:

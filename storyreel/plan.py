@@ -387,7 +387,7 @@ class _Planning:
         if windows_fit and length_fits:
             self._note_snapped(shot, mode, requested, frames)
         parent_fits = self._check_parent(node, shot, settings, where)
-        clip_fits = self._check_clip(node, shot, settings, where)
+        clip_fits = self._check_clip(node, shot, settings)
         windows = []
         if windows_fit and length_fits and parent_fits and clip_fits:
             ends = mode == "image" and shot.end_image is not None
@@ -560,9 +560,7 @@ class _Planning:
         )
         return False
 
-    def _check_clip(
-        self, node: ShotNode, shot: Shot, settings: GenerationSettings, where: dict[str, Path_ | None]
-    ) -> bool:
+    def _check_clip(self, node: ShotNode, shot: Shot, settings: GenerationSettings) -> bool:
         """Whether the clip a shot extends (``video:``) is the film's size and has the overlap_history frames
         the shot is conditioned on. A clip that cannot be read at all is the asset checks' to report."""
         if shot.video is None or unreachable(shot.video, self.board.base_dir) is not None:
@@ -596,14 +594,10 @@ class _Planning:
             if lower is not None:
                 fix += f", or set overlap_history to {lower} or less"
             self.problems.append(
-                _setting_problem(
-                    self.board,
-                    {**where, "overlap_history": where["overlap_history"] or at},
-                    "overlap_history",
-                    shot,
-                    settings,
-                    f"extends the clip '{shot.video}' from its last {needed} frames, but it has only "
-                    f"{facts.frames}",
+                self.board.problem(
+                    at,
+                    f"shot '{shot.id}' extends the clip '{shot.video}' from its last {needed} frames "
+                    f"(overlap_history), but it has only {facts.frames}",
                     fix,
                 )
             )
