@@ -247,6 +247,36 @@ def test_clip_extension_continues_the_clip_and_leaves_it_out_of_the_film(
     assert distance.min() > 20, distance.min()
 
 
+def test_quirk_end_image_in_several_windows_crashes(folder: Path, tiny_df: Path, one_thread: None) -> None:
+    """Why an end image is refused in a shot of several windows: diffusers 0.42.1 appends the end image's one
+    latent frame to the last window but lengthens that window's schedule by the window's prefix (the overlap's
+    2 latent frames here), so the timesteps and the frames disagree and the call fails."""
+    import diffusers
+    from PIL import Image
+
+    pipeline = diffusers.SkyReelsV2DiffusionForcingImageToVideoPipeline.from_pretrained(str(tiny_df))
+    pipeline.set_progress_bar_config(disable=True)
+    with pytest.raises(RuntimeError, match="must match the size"):
+        pipeline(
+            image=Image.open(folder / "start.png").convert("RGB").resize((64, 64)),
+            last_image=Image.open(folder / "last.png"),
+            prompt="a swan",
+            num_frames=33,
+            base_num_frames=17,
+            overlap_history=5,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            output_type="latent",
+        )
+    # The same shot in a storyboard is refused when it is planned, before any model loads.
+    from storyreel.errors import StoryboardError
+
+    story = write_board(folder, [{**ENDING, "frames": 33}])
+    with pytest.raises(StoryboardError, match="an end frame is held only in a shot of one window"):
+        plan_film(load_storyboard(story))
+
+
 # --- the cache and the animatic ------------------------------------------------------------------------------------
 
 
