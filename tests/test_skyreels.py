@@ -48,6 +48,7 @@ from storyreel.generators.skyreels.runtime import Runtime  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, plan_film  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
+from storyreel.video import read_frames  # noqa: E402
 
 from conftest import REPO, small_board  # noqa: E402
 
@@ -248,16 +249,25 @@ def test_example_renders_exactly_its_plan(example: Path, tiny_df: Path, spy: Spy
             "continue": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
         }[planned.mode]
         assert clip.info["pipeline"] == expected_pipeline
-    # A continuing shot's pipeline got the last overlap_history frames of its parent's footage, exactly.
+    # A continuing shot's pipeline got the last overlap_history frames of its parent's footage, exactly (or of
+    # the clip it extends, as decoded).
     continuing = [s for s in plan.shots if s.mode == "continue"]
     assert continuing or example.name.startswith("festival")
     for planned in continuing:
-        parent_request, parent_clip = spy.clips[planned.conditioned_on]
-        footage = parent_clip.frames
-        if parent_request.tail_frames is not None:
-            footage = np.concatenate([parent_request.tail_frames, footage])
+        if planned.video is not None:
+            footage = np.stack(list(read_frames(Path(planned.video), planned.width, planned.height)))
+        else:
+            parent_request, parent_clip = spy.clips[planned.conditioned_on]
+            footage = parent_clip.frames
+            if parent_request.tail_frames is not None:
+                footage = np.concatenate([parent_request.tail_frames, footage])
         tail = footage[-planned.settings.overlap_history :]
         assert torch.equal(spy.call(planned.id).kwargs["video"], as_video_input(tail))
+    # A shot that ends on an image hands it to the pipeline, fitted to the film like a start image.
+    for planned in plan.shots:
+        if planned.end_image is not None:
+            end = load_start_image(planned.end_image, planned.width, planned.height)
+            assert np.array_equal(np.asarray(spy.call(planned.id).kwargs["last_image"]), end)
 
 
 def test_command_line_render_with_a_model_folder(write_story, tiny_df: Path, tmp_path: Path) -> None:

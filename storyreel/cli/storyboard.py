@@ -144,7 +144,7 @@ def _print_plan(film: FilmPlan) -> None:
             shot.mode,
             frames,
             f"{shot.seconds:.2f}",
-            shot.conditioned_on or "-",
+            shot.conditioned_on or (escape(Path(shot.video).name) if shot.video else "-"),  # or the clip
             shot.transition,
             windows,
             str(shot.dit_passes),
