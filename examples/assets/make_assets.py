@@ -3,8 +3,9 @@
     python examples/assets/make_assets.py
 
 * ``heron_dawn.png``: a grey heron in the reeds of a mountain lake at dawn (960x544, the 540P frame),
-  the start image of ``swan_lake.yaml``'s image-to-video shot;
-* ``swan_reference.png``: a white swan on dark water, the swan's character reference;
+  the start image of ``swan_lake.yaml``'s image-to-video shot and of ``across_the_lake.yaml``'s crossing;
+* ``swan_reference.png``: a white swan on dark water, the swan's character reference, and the end image
+  of ``across_the_lake.yaml``'s crossing;
 * ``score.mp3`` (``score.m4a`` if the bundled ffmpeg has no MP3 encoder): a 24-second music bed,
   a slow D major chord progression with pad, plucked arpeggio and bass.
 
