@@ -107,8 +107,20 @@ def shot(shot_id: str, frames: int, **fields: Any) -> dict[str, Any]:
     return {"id": shot_id, "prompt": f"a white swan on the lake, {shot_id}", "frames": frames, **fields}
 
 
-def request(plan: ShotPlan, tail: np.ndarray | None = None, image: np.ndarray | None = None) -> ShotRequest:
-    return ShotRequest(shot=plan, prompt=plan.prompt, negative_prompt="blurry", tail_frames=tail, image=image)
+def request(
+    plan: ShotPlan,
+    tail: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    end_image: np.ndarray | None = None,
+) -> ShotRequest:
+    return ShotRequest(
+        shot=plan,
+        prompt=plan.prompt,
+        negative_prompt="blurry",
+        tail_frames=tail,
+        image=image,
+        end_image=end_image,
+    )
 
 
 def random_frames(count: int, seed: int = 0, size: int = 64) -> np.ndarray:
@@ -917,8 +929,9 @@ def test_compiled_blocks_give_eager_frames_and_compile_once(tiny_df: Path) -> No
                 if planned.conditioned_on:
                     tail = made[planned.conditioned_on][-planned.settings.overlap_history :]
                 image = load_start_image(planned.image, 64, 64) if planned.image else None
-                want = generate(eager, planned, tail=tail, image=image)
-                got = generate(compiled, planned, tail=tail, image=image)
+                end = load_start_image(planned.end_image, 64, 64) if planned.end_image else None
+                want = generate(eager, planned, tail=tail, image=image, end_image=end)
+                got = generate(compiled, planned, tail=tail, image=image, end_image=end)
                 made[shot_id] = want.frames
                 levels = np.abs(got.frames.astype(np.int16) - want.frames.astype(np.int16))
                 assert levels.max() <= 1 and (levels > 0).mean() <= 0.001, (example.name, shot_id)
