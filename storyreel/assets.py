@@ -7,6 +7,9 @@ Each kind of file is opened the way the render will open it, within fixed limits
   never decoded, so a decompression bomb costs nothing), and it must decode whole and convert to RGB.
 * ``music`` (``audio.music``): the ffmpeg binary imageio-ffmpeg ships must find an audio stream with a
   known duration and decode sound from its first :data:`MUSIC_PROBE_SECONDS` seconds.
+* ``video`` (a shot's ``video:``, a clip it extends): the same ffmpeg must find a video stream and decode
+  it whole within :data:`PROBE_TIMEOUT_SECONDS`; its size and frame count (:func:`clip_facts`) are then
+  checked against the shot's plan (:mod:`storyreel.plan`).
 * ``template`` (the enhancer's ``system_template`` and ``user_template``): UTF-8 text that compiles as
   Jinja2 in the enhancer's environment, within the bounds of a storyboard template
   (:func:`storyreel.template_sandbox.compile_template`: at most 131,072 characters and 5,000 tags).
@@ -29,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-AssetKind = Literal["image", "music", "template"]
+AssetKind = Literal["image", "music", "video", "template"]
 
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67 megapixels: far above any film size, far below what exhausts memory
 MAX_TEMPLATE_BYTES = 512 << 10  # read at most this much; compile_template bounds the text further
@@ -105,6 +108,11 @@ def _check(kind: AssetKind, path: str, shown: str, identity: tuple[int, ...]) ->
             return _image_trouble(Path(path), shown)
         if kind == "music":
             return _music_trouble(Path(path), shown)
+        if kind == "video":
+            facts = _clip_facts(path, identity)
+            if isinstance(facts, AssetTrouble):  # named as the storyboard writes it
+                return AssetTrouble(facts.message.replace(path, shown), facts.fix)
+            return None
         return _template_trouble(Path(path), shown)
     except PermissionError as error:
         return AssetTrouble(f"cannot read '{shown}': {error.strerror}", "make it readable for this user")
@@ -191,6 +199,61 @@ def _reason(log: str) -> str:
     lines = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in log.splitlines()]
     wrong = [line for line in lines if re.search(r"error|invalid|failed|cannot|could not", line, re.I)]
     return (wrong or [line for line in lines if line] or ["no output"])[-1].rstrip(".")
+
+
+# --- clips ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What a shot that extends a clip needs to know of it: its picture size and how many frames decode."""
+
+    width: int
+    height: int
+    frames: int
+
+
+def clip_facts(path: Path, shown: str) -> ClipFacts | AssetTrouble:
+    """The size and decoded frame count of the clip at ``path``, or what is wrong with it (remembered per file
+    identity, like :func:`check_asset`)."""
+    try:
+        status = path.stat()
+    except OSError as error:
+        return AssetTrouble(f"cannot read '{shown}': {error.strerror or error}", "check the path")
+    identity = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    facts = _clip_facts(str(path), identity)
+    if isinstance(facts, AssetTrouble):  # the message names the path as the first caller wrote it
+        return AssetTrouble(facts.message.replace(str(path), shown), facts.fix)
+    return facts
+
+
+@lru_cache(maxsize=64)
+def _clip_facts(path: str, identity: tuple[int, ...]) -> ClipFacts | AssetTrouble:
+    from imageio_ffmpeg import get_ffmpeg_exe  # the binary alone: moviepy stays unimported
+
+    command = [get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path, "-map", "0:v:0", "-f", "null", "-"]
+    fix = "point video: at a clip ffmpeg can read (mp4, mov, mkv, webm)"
+    shown = path
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        return AssetTrouble(
+            f"'{shown}' could not be decoded within {PROBE_TIMEOUT_SECONDS} s",
+            "extend a shorter clip: cut its last seconds out with ffmpeg (-sseof -3)",
+        )
+    log = result.stderr
+    if not re.search(r"Stream #\d+:\d+.*: Video:", log) and re.search(r"Stream #\d+:\d+", log):
+        return AssetTrouble(f"'{shown}' has no video stream", fix)
+    stream = re.search(r"Stream #\d+:\d+.*: Video: .*?(\d{2,5})x(\d{2,5})", log)
+    if stream is None or result.returncode != 0:
+        return AssetTrouble(f"'{shown}' is not a video ffmpeg can read ({_reason(log)})", fix)
+    counted = re.findall(r"frame=\s*(\d+)", log)
+    frames = int(counted[-1]) if counted else 0
+    if frames == 0:
+        return AssetTrouble(f"no frame decodes from '{shown}' ({_reason(log)})", fix)
+    return ClipFacts(width=int(stream.group(1)), height=int(stream.group(2)), frames=frames)
 
 
 # --- enhancer templates -----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .prompts import PromptSyntaxError, expanded_size, prompt_references, too_lo
 from .yaml_source import Path_
 
 if TYPE_CHECKING:
-    from .format import Generation, Storyboard
+    from .format import Generation, Shot, Storyboard
 
 
 def storyboard_problems(board: Storyboard, *, allow_outside: bool = False) -> list[Problem]:
@@ -166,6 +166,62 @@ def _reference_problems(board: Storyboard) -> list[Problem]:
                     key=True,
                 )
             )
+        problems += _frame_control_problems(board, si, hi, shot)
+    return problems
+
+
+def _frame_control_problems(board: Storyboard, si: int, hi: int, shot: Shot) -> list[Problem]:
+    """``video:`` and ``end_image:`` on shots that can take them (see docs/storyboard.md).
+
+    A clip is extended as a continuation is: the shot is conditioned on the clip's last frames, so it cannot
+    also continue other footage or start from an image. An end frame is held by SkyReels-V2's image-to-video
+    pipeline only, beside a start image: a continuation, a clip's extension and a fresh shot have none.
+    """
+    base: Path_ = ("scenes", si, "shots", hi)
+    problems: list[Problem] = []
+    continuing = board.is_continuing(si, hi)
+    if shot.video is not None:
+        if continuing:
+            problems.append(
+                board.problem(
+                    base + ("video",),
+                    f"shot '{shot.id}' continues the previous footage, so it cannot also extend the clip "
+                    f"'{shot.video}'",
+                    "remove `video:`, or set `transition: cut` (or dissolve/fade) so the shot extends the clip",
+                    key=True,
+                )
+            )
+        elif shot.image is not None:
+            problems.append(
+                board.problem(
+                    base + ("image",),
+                    f"shot '{shot.id}' extends the clip '{shot.video}', so it cannot also start from an image",
+                    "remove `image:` or `video:`",
+                    key=True,
+                )
+            )
+    if shot.end_image is not None:
+        if continuing or shot.video is not None:
+            what = "continues the previous footage" if continuing else f"extends the clip '{shot.video}'"
+            problems.append(
+                board.problem(
+                    base + ("end_image",),
+                    f"shot '{shot.id}' {what}; an end frame can only be held by a shot that starts from an "
+                    "image (the video-to-video pipeline has none)",
+                    "remove `end_image:`, or make the shot start from an image: `transition: cut` and `image:`",
+                    key=True,
+                )
+            )
+        elif shot.image is None:
+            problems.append(
+                board.problem(
+                    base + ("end_image",),
+                    f"shot '{shot.id}' has an end image but no start image; SkyReels-V2 holds an end frame "
+                    "only beside a start frame (the text-to-video pipeline has none)",
+                    "add `image:` with the frame the shot starts on, or remove `end_image:`",
+                    key=True,
+                )
+            )
     return problems
 
 
@@ -225,6 +281,10 @@ def _asset_problems(board: Storyboard, allow_outside: bool) -> list[Problem]:
     for si, hi, _, shot in board.iter_shots():
         if shot.image:
             assets.append((("scenes", si, "shots", hi, "image"), shot.image, "image"))
+        if shot.end_image:
+            assets.append((("scenes", si, "shots", hi, "end_image"), shot.end_image, "image"))
+        if shot.video:
+            assets.append((("scenes", si, "shots", hi, "video"), shot.video, "video"))
     for name, character in board.characters.items():
         if isinstance(character.reference, str):
             assets.append((("characters", name, "reference"), character.reference, "image"))

@@ -1,8 +1,9 @@
 """Fingerprints of shots: a digest of everything that decides a shot's frames.
 
 Two renders that would produce the same frames for a shot give it the same key; changing anything
-that could change them (prompt, seed, settings, size, start image, the generator or model, colour
-matching, or the parent shot a continuation is conditioned on) changes the key. A continuing shot's key includes its
+that could change them (prompt, seed, settings, size, start and end image, the generator or model, colour
+matching, the parent shot a continuation is conditioned on, or the bytes of the clip a shot extends) changes
+the key. A continuing shot's key includes its
 parent's key, so an edit upstream invalidates its continuations and nothing else.
 """
 
@@ -42,6 +43,11 @@ class ShotKeys:
         facts = self.frame_facts(shot)
         if shot.color_match:  # named only when on, so the keys of shots made without it stay as they were
             facts = {**facts, "color_match": "on"}
+        # Named only when set, likewise: a clip's bytes decide the frames a shot extending it starts from.
+        if shot.end_image:
+            facts = {**facts, "end_image": file_sha256(shot.end_image)}
+        if shot.video:
+            facts = {**facts, "video": file_sha256(shot.video)}
         return shot_key(
             facts=facts,
             prompt=prompt,

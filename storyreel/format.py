@@ -319,6 +319,15 @@ class Shot(_Model):
     )
     continues: str | None = Field(None, description="shot id whose tail frames this shot is conditioned on")
     image: str | None = Field(None, description="start frame (image-to-video), relative to the storyboard")
+    end_image: str | None = Field(
+        None,
+        description="the frame the shot ends on (with `image:`, in one window), relative to the storyboard",
+    )
+    video: str | None = Field(
+        None,
+        description="an existing clip this shot extends from its last overlap_history frames, relative to the "
+        "storyboard; the clip's size must be the film's",
+    )
     generation: Generation | None = None
 
 

@@ -38,6 +38,7 @@ Mode = Literal["fresh", "image", "continue"]
 VAE_TEMPORAL_STRIDE = 4  # pixel frames per latent frame, after the first
 # Pixels per token side (the VAE's 8x, then 2x2 patches); a film's sides are multiples of it.
 SPATIAL_MULTIPLE = 16
+END_IMAGE_LATENT_FRAMES = 1  # an end image is one picture, encoded alone: one latent frame
 TEXT_TOKENS = 512  # umT5's window, which cross-attention reads on every pass
 
 
@@ -350,15 +351,31 @@ def _given_prefixes(first: int, overlap_latent: int, count: int) -> list[int]:
     return [first] + [overlap_latent] * (count - 1)
 
 
-def shot_windows(mode: Mode, frames: int, settings: WindowSettings) -> list[Window]:
+def shot_windows(
+    mode: Mode, frames: int, settings: WindowSettings, *, end_image: bool = False
+) -> list[Window]:
     """The windows of a shot of ``frames`` own frames: what the plan shows and the generator must run.
+
+    A shot that ends on an ``end_image`` carries that image's one latent frame after its own in the last
+    window, held clean (timestep 0) throughout: the window is one latent frame longer, with the same rows,
+    and the frame is dropped before decoding (diffusers' DF image-to-video ``last_image``).
 
     >>> from types import SimpleNamespace
     >>> defaults = SimpleNamespace(base_num_frames=97, overlap_history=17, steps=30, ar_step=0,
     ...     causal_block_size=1, guidance_scale=6.0)
     >>> [(w.latent_frames, w.prefix_latent_frames) for w in shot_windows("continue", 84, defaults)]
     [(25, 5), (6, 5)]
+    >>> [(w.latent_frames, w.denoise_steps) for w in shot_windows("image", 97, defaults, end_image=True)]
+    [(26, 30)]
     """
+    windows = _own_windows(mode, frames, settings)
+    if end_image:
+        last = windows[-1]
+        windows[-1] = last.model_copy(update={"latent_frames": last.latent_frames + END_IMAGE_LATENT_FRAMES})
+    return windows
+
+
+def _own_windows(mode: Mode, frames: int, settings: WindowSettings) -> list[Window]:
     overlap_latent = latent_count(settings.overlap_history)
     return window_schedule(
         latent_frames=latent_count(generated_frames(mode, frames, settings.overlap_history)),

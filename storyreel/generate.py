@@ -61,6 +61,9 @@ class ShotRequest:
         None  # (overlap_history, height, width, 3) uint8: the parent's last frames
     )
     image: np.ndarray | None = None  # (height, width, 3) uint8: the start frame of an image-to-video shot
+    end_image: np.ndarray | None = (
+        None  # (height, width, 3) uint8: the frame a shot with ``end_image`` ends on
+    )
 
     @property
     def frames(self) -> int:
@@ -99,6 +102,13 @@ class ShotRequest:
         if shot.mode == "image":
             if self.image is None or self.image.shape != (shot.height, shot.width, 3):
                 raise GenerationError(f"shot '{shot.id}' needs a {shot.width}x{shot.height} start image")
+        if (self.end_image is None) != (shot.end_image is None) or (
+            self.end_image is not None and self.end_image.shape != (shot.height, shot.width, 3)
+        ):
+            raise GenerationError(
+                f"shot '{shot.id}' was planned {'with' if shot.end_image else 'without'} an end image and was "
+                f"handed {'none' if self.end_image is None else 'one of shape ' + str(self.end_image.shape)}"
+            )
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def keyframe_shots(board: Storyboard) -> list[str]:
         return []
     chosen = []
     for si, hi, _, shot in board.iter_shots():
-        if shot.image or board.is_continuing(si, hi):
+        if shot.image or shot.video or board.is_continuing(si, hi):  # they start from given frames
             continue
         shown = [name for name in board.shot_characters(shot) if name in board.characters]
         if section.shots == "all" or any(board.characters[name].references for name in shown):

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
-from .assets import unreachable
+from .assets import AssetTrouble, clip_facts, unreachable
 from .checks import unique_problems
 from .errors import Problem, StoryboardError, UserError
 from .fields import parse_attention, parse_compile, parse_precision
@@ -130,6 +130,14 @@ class ShotPlan(_Frozen):
     keyframe: bool = Field(
         False,
         description="whether the keyframe stage draws this shot's start image (it is then an image shot)",
+    )
+    end_image: str | None = Field(
+        None, description="absolute path of the image the shot ends on (an image shot of one window)"
+    )
+    video: str | None = Field(
+        None,
+        description="absolute path of the clip this shot extends (a continuing shot conditioned on the clip's "
+        "last overlap_history frames instead of a parent's)",
     )
     seed: int
     settings: GenerationSettings
@@ -430,7 +438,9 @@ class _Planning:
         shot = self.board.scenes[node.scene_index].shots[node.shot_index]
         # A keyframed shot starts from the picture the keyframe stage draws: it is planned as an image shot.
         starts_on_image = shot.image is not None or shot.id in self.keyframed
-        mode: Mode = "continue" if node.conditioned_on else "image" if starts_on_image else "fresh"
+        mode: Mode = (
+            "continue" if node.conditioned_on or shot.video else "image" if starts_on_image else "fresh"
+        )
         settings, where = self._settings(shot, mode)
         windows_fit = self._check_window_settings(shot, settings, where)
         requested, length_fits = self._requested_frames(node, shot, mode, settings)
@@ -438,9 +448,13 @@ class _Planning:
         if windows_fit and length_fits:
             self._note_snapped(shot, mode, requested, frames)
         parent_fits = self._check_parent(node, shot, settings, where)
+        clip_fits = self._check_clip(node, shot, settings)
         windows = []
-        if windows_fit and length_fits and parent_fits:
-            windows = shot_windows(mode, frames, settings)
+        if windows_fit and length_fits and parent_fits and clip_fits:
+            ends = mode == "image" and shot.end_image is not None
+            windows = shot_windows(mode, frames, settings, end_image=ends)
+            if ends and len(windows) > 1:
+                self._refuse_end_image(node, shot, frames, settings, len(windows))
         hint = _last_window_hint(mode, frames, self.fps, windows, settings)
         if hint is not None:
             self.notes.add(shot.id, hint)
@@ -607,6 +621,68 @@ class _Planning:
         )
         return False
 
+    def _check_clip(self, node: ShotNode, shot: Shot, settings: GenerationSettings) -> bool:
+        """Whether the clip a shot extends (``video:``) is the film's size and has the overlap_history frames
+        the shot is conditioned on. A clip that cannot be read at all is the asset checks' to report."""
+        if shot.video is None or unreachable(shot.video, self.board.base_dir) is not None:
+            return True
+        path = self.board.resolve_asset(shot.video)
+        if not path.is_file():
+            return True
+        facts = clip_facts(path, shot.video)
+        if isinstance(facts, AssetTrouble):
+            return True
+        at = ("scenes", node.scene_index, "shots", node.shot_index, "video")
+        fits = True
+        if (facts.width, facts.height) != (self.width, self.height):
+            fits = False
+            self.problems.append(
+                self.board.problem(
+                    at,
+                    f"shot '{shot.id}': the clip '{shot.video}' is {facts.width}x{facts.height}, but the film is "
+                    f"{self.width}x{self.height}; a clip is extended at the film's size, never rescaled, so that "
+                    "its last frames are the ones the shot continues",
+                    f"scale it first (ffmpeg -i {shot.video} -vf scale={self.width}:{self.height} "
+                    f"<new file>), or set the film's resolution to {facts.width}x{facts.height} if that is a "
+                    "size the model makes",
+                )
+            )
+        needed = settings.overlap_history
+        if facts.frames < needed:
+            fits = False
+            lower = four_k_plus_one_at_most(facts.frames)
+            fix = f"use a clip of at least {needed} frames"
+            if lower is not None:
+                fix += f", or set overlap_history to {lower} or less"
+            self.problems.append(
+                self.board.problem(
+                    at,
+                    f"shot '{shot.id}' extends the clip '{shot.video}' from its last {needed} frames "
+                    f"(overlap_history), but it has only {facts.frames}",
+                    fix,
+                )
+            )
+        return fits
+
+    def _refuse_end_image(
+        self, node: ShotNode, shot: Shot, frames: int, settings: GenerationSettings, count: int
+    ) -> None:
+        """An end image in a shot of several windows: diffusers 0.42.1 appends the end frame to the last window
+        but counts it as long as that window's prefix, so the window's schedule and its frames disagree and the
+        call fails (see docs/skyreels.md). One window is what works."""
+        base = settings.base_num_frames
+        fix = f"shorten the shot to {base} frames ({base / self.fps:.2f}s) or fewer"
+        if frames <= MAX_BASE_NUM_FRAMES:
+            fix += f", or set base_num_frames: {frames} on it"
+        self.problems.append(
+            self.board.problem(
+                ("scenes", node.scene_index, "shots", node.shot_index, "end_image"),
+                f"shot '{shot.id}' ends on an end image, but its {frames} frames need {count} windows "
+                f"(base_num_frames {base}); an end frame is held only in a shot of one window",
+                fix,
+            )
+        )
+
 
 def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSettings) -> FilmPlan:
     """The plan of a film whose every shot drafted without a problem."""
@@ -701,6 +777,8 @@ def _shot_plan(board: Storyboard, draft: _Draft, fps: int) -> ShotPlan:
         characters=board.shot_characters(shot),
         image=str(board.resolve_asset(shot.image)) if shot.image else None,
         keyframe=draft.mode == "image" and shot.image is None,
+        end_image=str(board.resolve_asset(shot.end_image)) if shot.end_image else None,
+        video=str(board.resolve_asset(shot.video)) if shot.video else None,
         seed=settings.seed,
         settings=settings,
         windows=draft.windows,

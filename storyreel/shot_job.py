@@ -95,7 +95,8 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
         prompt=job.prompt.prompt.prompt,
         negative_prompt=shot.settings.negative_prompt,
         tail_frames=job.tail_frames,
-        image=_start_image(shot) if shot.image else None,
+        image=_start_image(shot, shot.image) if shot.image else None,
+        end_image=_start_image(shot, shot.end_image) if shot.end_image else None,
     )
     clip, degraded = generate_fitting(work.generator.get(work.progress), request, work.note, work.progress)
     if degraded:
@@ -163,16 +164,15 @@ def _save(clip: Clip, shot: ShotPlan, key: str, tail: np.ndarray, work: ShotWork
         work.cache.put(info, path, tail, replace=replace)
 
 
-def _start_image(shot: ShotPlan) -> np.ndarray:
-    """The shot's start image, fitted to the film; a file that broke since the storyboard was checked is the
-    user's to fix."""
+def _start_image(shot: ShotPlan, path: str) -> np.ndarray:
+    """The shot's start (or end) image, fitted to the film; a file that broke since the storyboard was checked is
+    the user's to fix."""
     from .assets import check_asset
 
-    assert shot.image is not None
     try:
-        return load_start_image(shot.image, shot.width, shot.height)
+        return load_start_image(path, shot.width, shot.height)
     except Exception:
-        trouble = check_asset("image", Path(shot.image), str(shot.image))
+        trouble = check_asset("image", Path(path), str(path))
         if trouble is None:
             raise
         raise UserError(f"shot '{shot.id}': {trouble.message}; fix: {trouble.fix}") from None

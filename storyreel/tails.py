@@ -5,11 +5,16 @@ its parent's own frames, preceded by whatever the parent itself was conditioned 
 is shorter than that. These are the parent's frames exactly as generated (or as the shot cache kept
 them, losslessly), never re-read from its lossy mp4. They are held only while a continuation still
 waits for them.
+
+A shot that extends a clip (``video:``) has no parent shot: its tail is the clip's last
+``overlap_history`` frames, decoded from the file when the shot is about to be made (:func:`clip_tail`).
+The clip is the user's footage, so its decoded frames are the truth there is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +33,26 @@ def footage_tail(frames: np.ndarray, conditioning: np.ndarray | None, count: int
         frames if conditioning is None or len(frames) >= count else np.concatenate([conditioning, frames])
     )
     return footage[-count:].copy()
+
+
+def clip_tail(path: str | Path, width: int, height: int, count: int) -> np.ndarray:
+    """The last ``count`` frames of the clip at ``path``, (count, height, width, 3) uint8, decoded in order and
+    only the last ``count`` kept. The plan has checked its size and length; a clip changed since then is the
+    user's error, said here."""
+    from collections import deque
+
+    from .errors import UserError
+    from .video import read_frames
+
+    kept: deque[np.ndarray] = deque(maxlen=count)
+    for frame in read_frames(Path(path), width, height):
+        kept.append(frame.copy())
+    if len(kept) < count:
+        raise UserError(
+            f"the clip {path} now decodes to {len(kept)} frames, fewer than the {count} the shot extends it "
+            "from (it changed since the plan was made); check the file and render again"
+        )
+    return np.stack(kept)  # (count, height, width, 3)
 
 
 class TailKeeper:
@@ -54,6 +79,8 @@ class TailKeeper:
     def tail_for(self, shot: ShotPlan) -> np.ndarray | None:
         """The frames ``shot`` is conditioned on (None for a fresh shot), handed over once."""
         parent = shot.conditioned_on
+        if shot.video is not None:
+            return clip_tail(shot.video, shot.width, shot.height, shot.settings.overlap_history)
         if parent is None:
             return None
         tail = self.tails[parent][-shot.settings.overlap_history :]

@@ -48,6 +48,7 @@ from storyreel.generators.skyreels.runtime import Runtime  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, plan_film  # noqa: E402
 from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
+from storyreel.video import read_frames  # noqa: E402
 
 from conftest import REPO, small_board  # noqa: E402
 
@@ -106,8 +107,20 @@ def shot(shot_id: str, frames: int, **fields: Any) -> dict[str, Any]:
     return {"id": shot_id, "prompt": f"a white swan on the lake, {shot_id}", "frames": frames, **fields}
 
 
-def request(plan: ShotPlan, tail: np.ndarray | None = None, image: np.ndarray | None = None) -> ShotRequest:
-    return ShotRequest(shot=plan, prompt=plan.prompt, negative_prompt="blurry", tail_frames=tail, image=image)
+def request(
+    plan: ShotPlan,
+    tail: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    end_image: np.ndarray | None = None,
+) -> ShotRequest:
+    return ShotRequest(
+        shot=plan,
+        prompt=plan.prompt,
+        negative_prompt="blurry",
+        tail_frames=tail,
+        image=image,
+        end_image=end_image,
+    )
 
 
 def random_frames(count: int, seed: int = 0, size: int = 64) -> np.ndarray:
@@ -263,16 +276,25 @@ def test_example_renders_exactly_its_plan(
             "continue": "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
         }[planned.mode]
         assert clip.info["pipeline"] == expected_pipeline
-    # A continuing shot's pipeline got the last overlap_history frames of its parent's footage, exactly.
+    # A continuing shot's pipeline got the last overlap_history frames of its parent's footage, exactly (or of
+    # the clip it extends, as decoded).
     continuing = [s for s in plan.shots if s.mode == "continue"]
     assert continuing or example.name.startswith("festival")
     for planned in continuing:
-        parent_request, parent_clip = spy.clips[planned.conditioned_on]
-        footage = parent_clip.frames
-        if parent_request.tail_frames is not None:
-            footage = np.concatenate([parent_request.tail_frames, footage])
+        if planned.video is not None:
+            footage = np.stack(list(read_frames(Path(planned.video), planned.width, planned.height)))
+        else:
+            parent_request, parent_clip = spy.clips[planned.conditioned_on]
+            footage = parent_clip.frames
+            if parent_request.tail_frames is not None:
+                footage = np.concatenate([parent_request.tail_frames, footage])
         tail = footage[-planned.settings.overlap_history :]
         assert torch.equal(spy.call(planned.id).kwargs["video"], as_video_input(tail))
+    # A shot that ends on an image hands it to the pipeline, fitted to the film like a start image.
+    for planned in plan.shots:
+        if planned.end_image is not None:
+            end = load_start_image(planned.end_image, planned.width, planned.height)
+            assert np.array_equal(np.asarray(spy.call(planned.id).kwargs["last_image"]), end)
 
 
 def test_command_line_render_with_a_model_folder(write_story, tiny_df: Path, tmp_path: Path) -> None:
@@ -924,8 +946,9 @@ def test_compiled_blocks_give_eager_frames_and_compile_once(tiny_df: Path) -> No
                 image = load_start_image(planned.image, 64, 64) if planned.image else None
                 if planned.keyframe:  # the keyframe stage would draw its start frame: a grey one stands in
                     image = np.full((64, 64, 3), 128, np.uint8)
-                want = generate(eager, planned, tail=tail, image=image)
-                got = generate(compiled, planned, tail=tail, image=image)
+                end = load_start_image(planned.end_image, 64, 64) if planned.end_image else None
+                want = generate(eager, planned, tail=tail, image=image, end_image=end)
+                got = generate(compiled, planned, tail=tail, image=image, end_image=end)
                 made[shot_id] = want.frames
                 levels = np.abs(got.frames.astype(np.int16) - want.frames.astype(np.int16))
                 assert levels.max() <= 1 and (levels > 0).mean() <= 0.001, (example.name, shot_id)

@@ -95,7 +95,7 @@ class AnimaticGenerator(Generator):
         marks = frame_marks(asked.angle, picture_size)
 
         # 4. Frame by frame: view the plates, dissolve, mark, burn in the timecode
-        views = Views(boxes, picture_size, scenery, start, weights, marks)
+        views = Views(boxes, picture_size, scenery, start, weights, marks, *end_plate(request, letterbox))
         video = draw_frames(request, views, slate, progress)
 
         info: dict[str, Any] = {
@@ -108,6 +108,8 @@ class AnimaticGenerator(Generator):
             "move_added": asked.move_added,
             "plate_size": list(scenery.image.size) if scenery is not None else None,
         }
+        if request.end_image is not None:
+            info["end"] = "dissolves into its end image, still, over its last third"
         return Clip(frames=video, dit_passes=0, info=info)
 
 
@@ -131,8 +133,21 @@ def start_plate(
         blend_frames = max(1, round(frames * BLEND_FRACTION))
         weights = 1.0 - ease(blend_frames + 1)[:-1] if frames > 1 else np.ones(1)
         weights = np.concatenate([weights, np.zeros(max(0, frames - blend_frames))])[:frames]
-        return start, weights, "parent's last picture, dissolving into the set"
+        before = "the clip's" if request.shot.video else "parent's"
+        return start, weights, f"{before} last picture, dissolving into the set"
     return None, weights, "set"
+
+
+def end_plate(request: ShotRequest, letterbox: Letterbox) -> tuple[np.ndarray | None, np.ndarray]:
+    """What a shot with an end image ends on, and how much of each frame it makes up: its picture area, still,
+    dissolved in over the last third of the shot so that the last frame is the end image (under the bars and frame marks)."""
+    frames = request.frames
+    if request.end_image is None:
+        return None, np.zeros(frames)
+    blend_frames = max(1, round(frames * BLEND_FRACTION))
+    weights = np.concatenate([np.zeros(max(0, frames - blend_frames)), ease(blend_frames)])[-frames:]
+    weights[-1] = 1.0  # (frames,): the shot lands on the end image whatever its length
+    return np.ascontiguousarray(letterbox.picture(request.end_image)), weights
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,8 @@ class Views:
     start: Plate | None  # a start image or the parent's last picture
     weights: np.ndarray  # (frames,) how much of each frame is the start plate
     marks: list[FrameMark]
+    end: np.ndarray | None = None  # (picture height, width, 3): the end image's picture, held still
+    end_weights: np.ndarray | None = None  # (frames,) how much of each frame is the end picture
 
     def picture(self, index: int) -> np.ndarray:
         """(picture height, width, 3): what the camera sees at one frame."""
@@ -158,6 +175,8 @@ class Views:
             from_start = self.start.view(self.boxes[index], self.size)
             picture = from_start if picture is None else Image.blend(picture, from_start, weight)
         assert picture is not None
+        if self.end is not None and self.end_weights is not None and self.end_weights[index] > 0.0:
+            picture = Image.blend(picture, Image.fromarray(self.end), float(self.end_weights[index]))
         for mark in self.marks:
             picture.paste(mark.colour, mark.box, mark.mask)
         return np.asarray(picture)

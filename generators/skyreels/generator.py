@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storyreel.errors import GenerationError, ModelNotFound, OutOfMemory, UserError
-from storyreel.frames import generated_frames
+from storyreel.frames import END_IMAGE_LATENT_FRAMES, generated_frames
 from storyreel.generate import (
     Clip,
     Generator,
@@ -195,6 +195,10 @@ class SkyReelsGenerator(Generator):
             ):
                 latents = pipeline(**arguments, callback_on_step_end=watch.step).frames
                 watch.check()
+                if shot.end_image is not None:
+                    # The held end image's latent frame is the pipeline's condition, not the shot's: diffusers
+                    # drops it before decoding too (its own decode is skipped here, see decode.py).
+                    latents = latents[:, :, :-END_IMAGE_LATENT_FRAMES]
                 progress(ProgressEvent(shot.id, "decode", 0, latents.shape[2], "decoding latents to frames"))
                 # (frames, height, width, 3) uint8
                 decoded_frames = decode_frames(pipeline, latents, on_decoded)
@@ -349,6 +353,9 @@ class SkyReelsGenerator(Generator):
         }
         if shot.mode == "image" and request.image is not None:
             arguments["image"] = Image.fromarray(request.image)  # lossless; resized to its own size is a copy
+            if request.end_image is not None:
+                # Encoded alone into one latent frame, appended to the (one) window and held at timestep 0.
+                arguments["last_image"] = Image.fromarray(request.end_image)
         if loaded.model.family != DIFFUSION_FORCING:
             return arguments
         arguments.update(

@@ -149,7 +149,7 @@ def _print_plan(film: FilmPlan) -> None:
             f"{shot.mode} (keyframe)" if shot.keyframe else shot.mode,
             frames,
             f"{shot.seconds:.2f}",
-            shot.conditioned_on or "-",
+            shot.conditioned_on or (escape(Path(shot.video).name) if shot.video else "-"),  # or the clip
             shot.transition,
             windows,
             str(shot.dit_passes),

@@ -1,0 +1,444 @@
+"""A shot's frame controls: ``end_image`` (the shot ends on a picture) and ``video`` (the shot extends a clip).
+
+Checked where a user would notice: the pictures and the clip's last frames as the SkyReels-V2 pipelines
+receive them (tiny random-weight model, tests/tiny_skyreels.py), the plan's windows and passes equal to
+what ran, exact frame counts, the clip's own frames kept out of the film, the cache key following the
+clip's bytes, the animatic's preview of both, and a positioned error for every input that cannot work.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from storyreel.cli import app
+from storyreel.generate import load_start_image
+from storyreel.plan import plan_film
+from storyreel.rendering import render
+from storyreel.storyboard import load_storyboard
+from storyreel.video import count_frames, ffmpeg_exe, read_frames, write_shot
+
+REPO = Path(__file__).resolve().parents[1]
+# The tiny model's scale (as in tests/test_skyreels.py): 5-latent windows, a 2-latent overlap, 2 steps.
+TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+
+
+# --- files a storyboard names, made with the real tools ------------------------------------------------------------
+
+
+def make_clip(path: Path, frames: int, size: str = "64x64", source: str = "testsrc") -> Path:
+    """An H.264 clip from ffmpeg's own test pattern: moving, colourful, nothing a random model would make."""
+    command = [ffmpeg_exe(), "-y", "-v", "error", "-f", "lavfi", "-i", f"{source}=size={size}:rate=16"]
+    subprocess.run([*command, "-frames:v", str(frames), "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def make_pictures(folder: Path) -> None:
+    """start.png (the example heron) and last.png (a red card with a white square), and take.mp4 (20 frames)."""
+    from PIL import Image, ImageDraw
+
+    (folder / "start.png").write_bytes((REPO / "examples/assets/heron_dawn.png").read_bytes())
+    card = Image.new("RGB", (64, 64), (200, 30, 30))
+    ImageDraw.Draw(card).rectangle((20, 20, 44, 44), fill=(250, 250, 250))
+    card.save(folder / "last.png")
+    make_clip(folder / "take.mp4", 20)
+
+
+def write_board(folder: Path, shots: list[dict[str, Any]], **generation: Any) -> Path:
+    story = {
+        "storyreel": 1,
+        "title": "Frame controls",
+        "generation": {**TINY, **generation},
+        "scenes": [{"id": "lake", "setting": "a lake at dawn", "shots": shots}],
+    }
+    path = folder / "story.yaml"
+    path.write_text(yaml.safe_dump(story, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def frames_of(path: Path, size: int = 64) -> np.ndarray:
+    return np.stack(list(read_frames(path, size, size)))  # (frames, height, width, 3)
+
+
+ENDING = {
+    "id": "heron",
+    "prompt": "a heron lands",
+    "frames": 17,
+    "image": "start.png",
+    "end_image": "last.png",
+}
+EXTENDING = {
+    "id": "more",
+    "prompt": "the swan swims on",
+    "frames": 8,
+    "video": "take.mp4",
+    "transition": "cut",
+}
+AFTER = {"id": "after", "prompt": "the swan turns", "frames": 8}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    make_pictures(tmp_path)
+    return tmp_path
+
+
+# --- the plan -------------------------------------------------------------------------------------------------------
+
+
+def test_plan_shows_the_held_end_frame_and_the_clip(folder: Path) -> None:
+    plan = plan_film(load_storyboard(write_board(folder, [ENDING, EXTENDING, AFTER])))
+    heron, more, after = plan.shots
+    # 17 frames are 5 latent frames; the end image's one latent frame rides in the same window, held clean.
+    assert (heron.mode, heron.frames, heron.end_image) == ("image", 17, str(folder / "last.png"))
+    assert [w.model_dump() for w in heron.windows] == [
+        {"latent_frames": 6, "prefix_latent_frames": 1, "denoise_steps": 2}
+    ]
+    assert heron.dit_passes == 2 * 2  # two rows, each with and without the prompt (guidance)
+    # The clip extension is a continuation with no parent shot: 8 new frames after the clip's last 5.
+    assert (more.mode, more.conditioned_on, more.video) == ("continue", None, str(folder / "take.mp4"))
+    assert [w.model_dump() for w in more.windows] == [
+        {"latent_frames": 4, "prefix_latent_frames": 2, "denoise_steps": 2}
+    ]
+    assert after.conditioned_on == "more"
+    assert plan.film_frames == 17 + 8 + 8  # the clip's own 20 frames are not the film's
+
+    result = CliRunner().invoke(app, ["plan", str(folder / "story.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    shots = yaml.safe_load(result.output)["shots"]
+    assert [(s["end_image"], s["video"]) for s in shots] == [
+        (str(folder / "last.png"), None),
+        (None, str(folder / "take.mp4")),
+        (None, None),
+    ]
+
+
+# --- the SkyReels-V2 pipelines ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_df(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from tiny_skyreels import build_tiny_skyreels
+
+    return build_tiny_skyreels(tmp_path_factory.mktemp("tiny") / "df")
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # oversubscribed OpenMP on two cores makes tiny calls far slower
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> dict[str, Any]:
+    """Every diffusion-forcing pipeline call (by shot), with its arguments, output latents and the clip made."""
+    import diffusers
+
+    from storyreel.generators.skyreels import SkyReelsGenerator
+
+    record: dict[str, Any] = {"current": "", "calls": {}, "clips": {}}
+
+    def wrap(original):
+        @functools.wraps(original)  # the generator reads max_sequence_length from the signature
+        def call(pipeline, **kwargs):
+            output = original(pipeline, **kwargs)
+            record["calls"][record["current"]] = (pipeline, kwargs, output.frames)
+            return output
+
+        return call
+
+    for name in (
+        "SkyReelsV2DiffusionForcingPipeline",
+        "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+        "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+    ):
+        cls = getattr(diffusers, name)
+        monkeypatch.setattr(cls, "__call__", wrap(cls.__call__))
+    original_generate = SkyReelsGenerator.generate
+
+    def generate(generator, request, progress=None):
+        record["current"] = request.shot.id
+        clip = (
+            original_generate(generator, request)
+            if progress is None
+            else original_generate(generator, request, progress)
+        )
+        record["clips"][request.shot.id] = clip
+        return clip
+
+    monkeypatch.setattr(SkyReelsGenerator, "generate", generate)
+    return record
+
+
+def test_end_image_reaches_the_pipeline_and_the_shot_stops_before_it(
+    folder: Path, tiny_df: Path, calls: dict[str, Any]
+) -> None:
+    import torch
+
+    from storyreel.generators.skyreels.decode import to_uint8
+
+    story = write_board(folder, [ENDING])
+    plan = plan_film(load_storyboard(story), model=str(tiny_df))
+    manifest = render(story, folder / "out", generator="skyreels", model=str(tiny_df), use_cache=False)
+    heron = plan.shot("heron")
+
+    pipeline, kwargs, latents = calls["calls"]["heron"]
+    assert type(pipeline).__name__ == "SkyReelsV2DiffusionForcingImageToVideoPipeline"
+    assert np.array_equal(np.asarray(kwargs["image"]), load_start_image(folder / "start.png", 64, 64))
+    assert np.array_equal(np.asarray(kwargs["last_image"]), load_start_image(folder / "last.png", 64, 64))
+    assert kwargs["num_frames"] == 17 and (kwargs["ar_step"], kwargs["causal_block_size"]) == (0, 1)
+    assert latents.shape[2] == 5 + 1  # the shot's 5 latent frames, then the held end frame
+    clip = calls["clips"]["heron"]
+    assert clip.info["windows"] == [w.model_dump() for w in heron.windows]  # what ran is the plan
+    (entry,) = manifest.shots
+    assert (entry.frames, entry.dit_passes) == (17, heron.dit_passes) == (17, 4)
+    assert count_frames(folder / "out/shots/heron.mp4") == 17
+
+    # The frames are those the pipeline gives when it decodes itself (it drops the held frame too).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(heron.seed)  # addnoise_condition's noise, as the generator seeds it
+        own = pipeline(
+            **{**kwargs, "generator": torch.Generator("cpu").manual_seed(heron.seed), "output_type": "np"}
+        ).frames[0]
+    assert np.array_equal(clip.frames, to_uint8(np.asarray(own)))
+
+
+def test_clip_extension_continues_the_clip_and_leaves_it_out_of_the_film(
+    folder: Path, tiny_df: Path, calls: dict[str, Any]
+) -> None:
+    import torch
+
+    story = write_board(folder, [EXTENDING, AFTER])
+    plan = plan_film(load_storyboard(story), model=str(tiny_df))
+    manifest = render(story, folder / "out", generator="skyreels", model=str(tiny_df), use_cache=False)
+
+    clip_frames = frames_of(folder / "take.mp4")  # (20, 64, 64, 3) as decoded
+    pipeline, kwargs, _ = calls["calls"]["more"]
+    assert type(pipeline).__name__ == "SkyReelsV2DiffusionForcingVideoToVideoPipeline"
+    tail = torch.from_numpy(clip_frames[-5:]).permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
+    assert torch.equal(kwargs["video"], tail)  # the clip's last overlap_history frames, exactly as decoded
+    assert kwargs["num_frames"] == 5 + 8  # video-to-video counts the overlap in
+    # The next shot continues the extension's own footage, as any continuation does.
+    made = calls["clips"]["more"].frames
+    after_tail = torch.from_numpy(made[-5:]).permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
+    assert torch.equal(calls["calls"]["after"][1]["video"], after_tail)
+
+    for entry in manifest.shots:
+        planned = plan.shot(entry.id)
+        assert (entry.frames, entry.dit_passes) == (planned.frames, planned.dit_passes)
+        assert calls["clips"][entry.id].info["windows"] == [w.model_dump() for w in planned.windows]
+    film = frames_of(folder / "out/film.mp4")
+    assert len(film) == plan.film_frames == 16
+    # None of the clip's own frames is repeated in the film.
+    distance = np.abs(film[:, None].astype(int) - clip_frames[None].astype(int)).mean(axis=(2, 3, 4))
+    assert distance.min() > 20, distance.min()
+
+
+def test_quirk_end_image_in_several_windows_crashes(folder: Path, tiny_df: Path, one_thread: None) -> None:
+    """Why an end image is refused in a shot of several windows: diffusers 0.42.1 appends the end image's one
+    latent frame to the last window but lengthens that window's schedule by the window's prefix (the overlap's
+    2 latent frames here), so the timesteps and the frames disagree and the call fails."""
+    import diffusers
+    from PIL import Image
+
+    pipeline = diffusers.SkyReelsV2DiffusionForcingImageToVideoPipeline.from_pretrained(str(tiny_df))
+    pipeline.set_progress_bar_config(disable=True)
+    with pytest.raises(RuntimeError, match="must match the size"):
+        pipeline(
+            image=Image.open(folder / "start.png").convert("RGB").resize((64, 64)),
+            last_image=Image.open(folder / "last.png"),
+            prompt="a swan",
+            num_frames=33,
+            base_num_frames=17,
+            overlap_history=5,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            output_type="latent",
+        )
+    # The same shot in a storyboard is refused when it is planned, before any model loads.
+    from storyreel.errors import StoryboardError
+
+    story = write_board(folder, [{**ENDING, "frames": 33}])
+    with pytest.raises(StoryboardError, match="an end frame is held only in a shot of one window"):
+        plan_film(load_storyboard(story))
+
+
+# --- the cache and the animatic ------------------------------------------------------------------------------------
+
+
+def test_the_clip_bytes_are_in_the_cache_key(folder: Path) -> None:
+    story = write_board(folder, [ENDING, EXTENDING, AFTER])
+    render(story, folder / "out")
+    again = render(story, folder / "out")
+    assert [e.cached for e in again.shots] == [True, True, True]
+
+    make_clip(folder / "take.mp4", 20, source="testsrc2")  # another clip at the same path
+    changed = render(story, folder / "out")
+    assert {e.id: e.cached for e in changed.shots} == {"heron": True, "more": False, "after": False}
+
+    (folder / "last.png").write_bytes((folder / "start.png").read_bytes())  # another end image
+    ending = render(story, folder / "out")
+    assert {e.id: e.cached for e in ending.shots} == {"heron": False, "more": True, "after": True}
+
+
+def test_animatic_ends_on_the_end_image_and_starts_from_the_clip(folder: Path) -> None:
+    story = write_board(
+        folder, [{**ENDING, "camera": {"move": "static"}}, {**EXTENDING, "camera": {"move": "static"}}]
+    )
+    manifest = render(story, folder / "out")
+    assert [e.frames for e in manifest.shots] == [17, 8]
+    from storyreel.generators.animatic.slate import Letterbox
+
+    box = Letterbox.for_frame(64, 64)
+    heron = frames_of(folder / "out/shots/heron.mp4")
+    end = load_start_image(folder / "last.png", 64, 64)
+    # The last frame's picture is the end image; the first is still the start image.
+    assert np.abs(box.picture(heron[-1]).astype(int) - box.picture(end).astype(int)).mean() < 12
+    assert np.abs(box.picture(heron[0]).astype(int) - box.picture(end).astype(int)).mean() > 40
+    more = frames_of(folder / "out/shots/more.mp4")
+    clip_last = frames_of(folder / "take.mp4")[-1]
+    assert np.abs(box.picture(more[0]).astype(int) - box.picture(clip_last).astype(int)).mean() < 12
+    assert len(frames_of(folder / "out/film.mp4")) == 17 + 8
+
+
+# --- bad input: a positioned error at validate time, before any model loads --------------------------------------
+
+
+def shot_line(text: str, marker: str) -> int:
+    return next(number for number, line in enumerate(text.splitlines(), start=1) if marker in line)
+
+
+BAD = {
+    "end image missing": (
+        "{id: a, prompt: a heron, frames: 17, image: start.png, end_image: gone.png}",
+        "shots[0].end_image",
+        ["file 'gone.png' not found"],
+    ),
+    "end image not an image": (
+        "{id: a, prompt: a heron, frames: 17, image: start.png, end_image: notes.png}",
+        "shots[0].end_image",
+        ["'notes.png' is not a picture"],
+    ),
+    "end image on a fresh shot": (
+        "{id: a, prompt: a heron, frames: 17, end_image: last.png}",
+        "shots[0].end_image",
+        ["no start image", "add `image:`"],
+    ),
+    "end image on a continuing shot": (
+        "{id: b, prompt: a heron, frames: 8, end_image: last.png}",
+        "shots[1].end_image",
+        ["continues the previous footage", "remove `end_image:`"],
+    ),
+    "end image on a clip extension": (
+        "{id: a, prompt: a heron, frames: 8, video: take.mp4, end_image: last.png}",
+        "shots[0].end_image",
+        ["extends the clip 'take.mp4'"],
+    ),
+    "end image in several windows": (
+        "{id: a, prompt: a heron, frames: 33, image: start.png, end_image: last.png}",
+        "shots[0].end_image",
+        ["need 3 windows", "one window", "shorten the shot to 17 frames", "base_num_frames: 33"],
+    ),
+    "clip missing": (
+        "{id: a, prompt: a swan, frames: 8, video: gone.mp4}",
+        "shots[0].video",
+        ["file 'gone.mp4' not found"],
+    ),
+    "clip not a video": (
+        "{id: a, prompt: a swan, frames: 8, video: notes.png}",
+        "shots[0].video",
+        ["'notes.png' is not a video"],
+    ),
+    "clip of sound only": (
+        "{id: a, prompt: a swan, frames: 8, video: sound.m4a}",
+        "shots[0].video",
+        ["'sound.m4a' has no video stream"],
+    ),
+    "clip shorter than overlap_history": (
+        "{id: a, prompt: a swan, frames: 8, video: short.mp4}",
+        "shots[0].video",
+        ["from its last 5 frames (overlap_history), but it has only 3", "set overlap_history to 1 or less"],
+    ),
+    "clip of another size": (
+        "{id: a, prompt: a swan, frames: 8, video: wide.mp4}",
+        "shots[0].video",
+        ["is 96x64, but the film is 64x64", "scale=64:64"],
+    ),
+    "clip on a continuing shot": (
+        "{id: b, prompt: a swan, frames: 8, video: take.mp4}",
+        "shots[1].video",
+        ["continues the previous footage, so it cannot also extend the clip", "transition: cut"],
+    ),
+    "clip and a start image": (
+        "{id: a, prompt: a swan, frames: 8, video: take.mp4, image: start.png}",
+        "shots[0].image",
+        ["cannot also start from an image"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=lambda c: c.replace(" ", "-"))
+def test_bad_frame_controls_are_positioned_errors(folder: Path, case: str) -> None:
+    shot, field, fragments = BAD[case]
+    (folder / "notes.png").write_text("not a picture at all\n")
+    make_clip(folder / "short.mp4", 3)
+    make_clip(folder / "wide.mp4", 20, size="96x64")
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=1",
+            str(folder / "sound.m4a"),
+        ],
+        check=True,
+    )
+    first = shot if field.startswith("shots[0]") else "{id: a, prompt: a swan, frames: 17}"
+    second = "" if field.startswith("shots[0]") else f"\n      - {shot}"
+    text = (
+        "storyreel: 1\n"
+        "generation: {resolution: 64x64, fps: 16, steps: 2, base_num_frames: 17, overlap_history: 5}\n"
+        "scenes:\n"
+        "  - id: lake\n"
+        "    shots:\n"
+        f"      - {first}{second}\n"
+    )
+    story = folder / "story.yaml"
+    story.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(story)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    line = shot_line(text, shot)
+    assert f"story.yaml:{line}:" in result.output, result.output
+    assert f"scenes[0].{field}" in result.output, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_a_clip_changed_after_the_plan_is_the_users_error(folder: Path) -> None:
+    from storyreel.errors import UserError
+    from storyreel.tails import clip_tail
+
+    make_clip(folder / "short.mp4", 3)
+    with pytest.raises(UserError, match="now decodes to 3 frames, fewer than the 5"):
+        clip_tail(folder / "short.mp4", 64, 64, 5)
+    write_shot(np.zeros((6, 64, 64, 3), np.uint8), folder / "black.mp4", 16)
+    assert clip_tail(folder / "black.mp4", 64, 64, 5).shape == (5, 64, 64, 3)
