@@ -130,7 +130,9 @@ def keyframe_shots(board: Storyboard) -> list[str]:
     ...     "characters": {"keeper": {"description": "a keeper", "reference": "k.png"}},
     ...     "scenes": [{"id": "s", "shots": [{"id": "a", "prompt": "{{ keeper }} waves"},
     ...                                      {"id": "b", "prompt": "{{ keeper }} waits"},
-    ...                                      {"id": "c", "prompt": "the sea", "transition": "cut"}]}]})
+    ...                                      {"id": "c", "prompt": "the sea", "transition": "cut"},
+    ...                                      {"id": "d", "prompt": "{{ keeper }} rows", "transition": "cut",
+    ...                                       "video": "take.mp4"}]}]})
     >>> keyframe_shots(board)
     ['a']
     """
