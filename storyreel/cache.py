@@ -755,7 +755,7 @@ class GcPlan:
     kept_in_use: int  # shots and keyframes kept for the storyboards given
     damaged: int = 0  # shot entries and keyframes
     remove_keyframes: list[KeyframeRow] = field(default_factory=list)
-    kept_for_shots: int = 0  # keyframes kept because a shot entry made from them stays
+    kept_for_shots: int = 0  # keyframes a rule would have taken, kept because a shot made from them stays
 
     @property
     def freed(self) -> int:
@@ -812,12 +812,17 @@ def plan_gc(
             kept_shots[info.key] = (folder, info, size, used)
     remove_keyframes: list[KeyframeRow] = []
     kept_keyframes: list[KeyframeRow] = []
+    kept_for_shots: set[str] = set()  # keyframes a rule would take but for the shots made from them
     for row in KeyframeCache(cache.root).entries():
         if row.damaged:
             remove_keyframes.append(row)
             damaged += 1
-        elif unwanted(row.info.used_by if row.info else [], row.used) and not _made_shots(row, kept_shots):
-            remove_keyframes.append(row)
+        elif unwanted(row.info.used_by if row.info else [], row.used):
+            if _made_shots(row, kept_shots):
+                kept_keyframes.append(row)
+                kept_for_shots.add(row.key)
+            else:
+                remove_keyframes.append(row)
         else:
             kept_keyframes.append(row)
     total = sum(size for _, _, size, _ in kept_shots.values()) + sum(row.size for row in kept_keyframes)
@@ -843,18 +848,17 @@ def plan_gc(
                 remove.append((folder, info, size))
                 total -= size
             else:
-                if (item.info and protect.intersection(item.info.used_by)) or _made_shots(item, kept_shots):
+                if item.info and protect.intersection(item.info.used_by):
+                    continue
+                if _made_shots(item, kept_shots):
+                    kept_for_shots.add(item.key)
                     continue
                 kept_keyframes.remove(item)
                 remove_keyframes.append(item)
                 total -= item.size
     in_use = sum(bool(protect.intersection(info.used_by)) for _, info, _, _ in kept_shots.values())
     in_use += sum(bool(row.info and protect.intersection(row.info.used_by)) for row in kept_keyframes)
-    for_shots = sum(
-        _made_shots(row, kept_shots) and not (row.info and protect.intersection(row.info.used_by))
-        for row in kept_keyframes
-    )
-    return GcPlan(remove, total, in_use, damaged, remove_keyframes, for_shots)
+    return GcPlan(remove, total, in_use, damaged, remove_keyframes, len(kept_for_shots))
 
 
 def _made_shots(row: KeyframeRow, kept_shots: dict[str, tuple[Path, EntryInfo, int, float]]) -> bool:
