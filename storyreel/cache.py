@@ -521,13 +521,14 @@ class KeyframeCache:
         one (its checksum, created at its modification time)."""
         record = png.with_suffix(".json")
         try:
+            cached = png.stat().st_mtime  # when a keyframe without a record was cached
             if mark_used:
                 os.utime(png)
             with _folder_locked(png):
                 if record.exists():
                     info = read_keyframe_record(record)
                 else:
-                    info = KeyframeInfo(key=png.stem, sha256=file_sha256(png), created=png.stat().st_mtime)
+                    info = KeyframeInfo(key=png.stem, sha256=file_sha256(png), created=cached)
                 before = (list(info.used_by), list(info.shots))
                 if used_by and used_by not in info.used_by:
                     info.used_by.append(used_by)
