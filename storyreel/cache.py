@@ -22,6 +22,12 @@ of the storyboards it is told to keep; and only folders shaped like entries (a t
 folder holding a folder named by a 64-hex-digit key), so a cache folder pointed at the wrong place
 loses nothing that storyreel did not write.
 
+The keyframes the keyframe stage draws are kept beside the shots (:class:`KeyframeCache`),
+``<cache>/keyframes/ab/ab12....png`` with a ``.json`` record of the storyboards that used each and the
+shots made from it; ``cache gc`` applies the same rules to them, and keeps a keyframe while a shot entry
+made from it stays (a keyframe redrawn is another picture, and every shot drawn from it would be made
+again).
+
 The cache lives in ``$STORYREEL_CACHE``, else the user cache directory (``~/.cache/storyreel`` on
 Linux, ``~/Library/Caches/storyreel`` on macOS, ``%LOCALAPPDATA%\\storyreel`` on Windows).
 """
