@@ -16,9 +16,9 @@ from that frame, exactly as a shot with its own ``image:``.
 * Keys (:func:`keyframe_key`): a keyframe is kept in the shot cache's folder
   (:class:`storyreel.cache.KeyframeCache`, trimmed by ``cache gc`` with the shots) under a digest of
   everything that decides it (the backend and the model's identity, the steps, the prompt, the references'
-  bytes, size, seed). The keyframe's own bytes then enter its shot's key as any start image's do, so editing one
-  character's reference makes again exactly the keyframes and shots (and their continuations) showing that
-  character.
+  bytes, size, seed). The keyframe's own bytes then enter its shot's key as any start image's do, so
+  editing one character's reference makes again exactly the keyframes and shots (and their continuations)
+  showing that character.
 * The stage (:func:`make_keyframes`): the keyframe model is loaded once, only when a keyframe is not in the
   cache, makes every missing keyframe, and is closed (its memory freed) before the video model loads.
 

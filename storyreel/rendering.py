@@ -35,7 +35,7 @@ from typing import Any
 
 from .atomic import make_folder, temporary_beside
 from .backends import GENERATORS, load_backend
-from .cache import ShotCache
+from .cache import KeyframeCache, ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
@@ -379,7 +379,6 @@ def _keyframed(
     """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe, and each keyframed
     shot's keyframe key. An animatic render draws them with the animatic (no model is loaded); a model's
     render with ``keyframes.model``."""
-    from .cache import KeyframeCache
     from .keyframes import (
         ANIMATIC_KEYFRAMER,
         FOLDER,
@@ -423,8 +422,6 @@ def _record_keyframe_shots(
     continuing that one, whose keys all hold its bytes. ``cache gc`` keeps a keyframe while one of those
     entries stays: redrawn, the keyframe would not be the same picture, and each of them would be made again.
     Recorded before the shots are made (their keys are known), so a render cut off midway is covered."""
-    from .cache import KeyframeCache
-
     origin: dict[str, str] = {}  # shot id -> the keyframed shot it is made from
     made: dict[str, list[str]] = {}
     for shot in order:  # render order: a parent comes before its continuations

@@ -1,5 +1,5 @@
-"""``storyreel cache ls|du|gc``: show and trim the shot cache, its shots and its keyframes (:mod:`storyreel.cache`
-does the work)."""
+"""``storyreel cache ls|du|gc``: show and trim the shot cache, its shots and its keyframes
+(:mod:`storyreel.cache` does the work)."""
 
 from __future__ import annotations
 
