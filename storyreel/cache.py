@@ -22,6 +22,12 @@ of the storyboards it is told to keep; and only folders shaped like entries (a t
 folder holding a folder named by a 64-hex-digit key), so a cache folder pointed at the wrong place
 loses nothing that storyreel did not write.
 
+The keyframes the keyframe stage draws are kept beside the shots (:class:`KeyframeCache`),
+``<cache>/keyframes/ab/ab12....png`` with a ``.json`` record of the storyboards that used each and the
+shots made from it; ``cache gc`` applies the same rules to them, and keeps a keyframe while a shot entry
+made from it stays (a keyframe redrawn is another picture, and every shot drawn from it would be made
+again).
+
 The cache lives in ``$STORYREEL_CACHE``, else the user cache directory (``~/.cache/storyreel`` on
 Linux, ``~/Library/Caches/storyreel`` on macOS, ``%LOCALAPPDATA%\\storyreel`` on Windows).
 """
@@ -38,7 +44,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -391,9 +397,210 @@ class ShotCache:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
+# The keyframe record format (``<key>.json`` beside ``<key>.png``); as with entries, a record of another
+# version belongs to another storyreel sharing this cache and is left alone.
+KEYFRAME_VERSION = 1
+_KEYFRAME_TYPES: dict[str, tuple[type, ...]] = {
+    "key": _TEXT,
+    "sha256": _TEXT,
+    "created": _NUMBER,
+    "used_by": (list,),
+    "shots": (list,),
+    "version": _COUNT,
+}
+
+
+@dataclass
+class KeyframeInfo:
+    """``<key>.json``: who uses a cached keyframe. Its last use is the PNG's modification time."""
+
+    key: str
+    sha256: str  # of the PNG
+    created: float
+    used_by: list[str] = field(default_factory=list)  # storyboard files that have used it
+    shots: list[str] = field(default_factory=list)  # keys of the shot entries made from it
+    version: int = KEYFRAME_VERSION
+
+
+def read_keyframe_record(path: Path) -> KeyframeInfo:
+    """A keyframe's record, checked for shape (every field and its type); CacheDamaged or ForeignEntry."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheDamaged(f"{path.name} unreadable: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CacheDamaged(f"{path.name} is not a JSON object")
+    if raw.get("version") != KEYFRAME_VERSION and isinstance(raw.get("version"), int):
+        raise ForeignEntry(f"keyframe record format {raw['version']}, not {KEYFRAME_VERSION}")
+    if sorted(raw) != sorted(_KEYFRAME_TYPES):
+        raise CacheDamaged(f"{path.name} holds the fields {sorted(raw)}, not {sorted(_KEYFRAME_TYPES)}")
+    for name, types in _KEYFRAME_TYPES.items():
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise CacheDamaged(f"{path.name} field {name} is {value!r}, not a {types[0].__name__}")
+    if raw["key"] != path.stem or not _SHA256.fullmatch(raw["sha256"]):
+        raise CacheDamaged(f"{path.name} names another key or holds a checksum that is not a sha256")
+    if not all(isinstance(item, str) for item in (*raw["used_by"], *raw["shots"])):
+        raise CacheDamaged(f"{path.name} lists something that is not a path or a key")
+    return KeyframeInfo(**raw)
+
+
+@dataclass(frozen=True)
+class KeyframeRow:
+    """One cached keyframe as ``cache ls|du|gc`` see it: its PNG, its record (None: a keyframe cached before
+    keyframes had records, used by no storyboard), its bytes, its last use, and whether it is damaged."""
+
+    png: Path
+    info: KeyframeInfo | None
+    size: int
+    used: float
+    damaged: bool = False
+
+    @property
+    def record(self) -> Path:
+        return self.png.with_suffix(".json")
+
+    @property
+    def key(self) -> str:
+        return self.png.stem
+
+
+class KeyframeCache:
+    """The keyframes folder of a cache root: ``keyframes/<2 hex>/<key>.png``, each with a ``<key>.json``
+    record of the storyboards that used it and the shots made from it, so ``cache gc`` treats keyframes as it
+    treats shots. A keyframe redrawn is not the same picture (an image model is not bit-reproducible), and
+    its bytes are part of every shot key made from it: removing one costs every shot drawn from it."""
+
+    def __init__(self, root: str | Path | None = None, warn: Callable[[str], None] = lambda message: None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.keyframes = self.root / "keyframes"
+        self.warn = warn
+
+    def png(self, key: str) -> Path:
+        return self.keyframes / key[:2] / f"{key}.png"
+
+    def get(self, key: str, *, used_by: str | None = None) -> Path | None:
+        """The cached keyframe's PNG, checked against its record's checksum and marked used (now, by
+        ``used_by``); None when absent, or damaged (then it is removed and drawn again)."""
+        png, record = self.png(key), self.png(key).with_suffix(".json")
+        if not png.is_file():
+            return None
+        try:
+            if record.exists():
+                info = read_keyframe_record(record)
+                if file_sha256(png) != info.sha256:
+                    raise CacheDamaged(f"{png.name} does not match its checksum")
+        except ForeignEntry:
+            return None
+        except OSError:
+            return None
+        except CacheDamaged as damage:
+            self.warn(f"cached keyframe {key[:12]} is damaged ({damage}); it is removed and drawn again")
+            self.remove(png)
+            return None
+        self._touch(png, used_by=used_by)
+        return png
+
+    def put(self, key: str, data: bytes, *, used_by: str | None = None) -> None:
+        """Cache a drawn keyframe and its record; the PNG first, so a crash between leaves a keyframe that
+        reads as one cached before records (used by no storyboard), never a record without its picture."""
+        from .atomic import write_bytes_atomic
+
+        png = self.png(key)
+        write_bytes_atomic(png, data)
+        info = KeyframeInfo(
+            key=key, sha256=file_sha256(png), created=time.time(), used_by=[used_by] if used_by else []
+        )
+        with _folder_locked(png):
+            _write_json(png.with_suffix(".json"), asdict(info))
+
+    def record_shots(self, key: str, shots: list[str]) -> None:
+        """Note in the keyframe's record the keys of the shot entries made from it, so that ``cache gc``
+        keeps it while one of them stays; best effort, never fatal."""
+        self._touch(self.png(key), shots=shots, mark_used=False)
+
+    def _touch(
+        self, png: Path, *, used_by: str | None = None, shots: Sequence[str] = (), mark_used: bool = True
+    ) -> None:
+        """Mark the keyframe used and add to its record under a lock on the PNG, re-reading the record
+        there, so that two renders recording at once both stay recorded. A keyframe without a record gets
+        one (its checksum, created at its modification time)."""
+        record = png.with_suffix(".json")
+        try:
+            cached = png.stat().st_mtime  # when a keyframe without a record was cached
+            if mark_used:
+                os.utime(png)
+            with _folder_locked(png):
+                if record.exists():
+                    info = read_keyframe_record(record)
+                else:
+                    info = KeyframeInfo(key=png.stem, sha256=file_sha256(png), created=cached)
+                before = (list(info.used_by), list(info.shots))
+                if used_by and used_by not in info.used_by:
+                    info.used_by.append(used_by)
+                info.shots.extend(key for key in shots if key not in info.shots)
+                if (info.used_by, info.shots) != before or not record.exists():
+                    _write_json(record, asdict(info))
+        except (OSError, CacheDamaged, ForeignEntry):
+            pass
+
+    def entries(self) -> Iterator[KeyframeRow]:
+        """Every cached keyframe (``<2 hex>/<64 hex>.png`` and its record; files shaped otherwise were not
+        written by storyreel and are left alone). A record that is unreadable, misshapen or without its PNG
+        is damaged; a PNG without a record was cached before records existed: used by no storyboard, last
+        used at its modification time. Nothing is hashed here."""
+        if not self.keyframes.is_dir():
+            return
+        for prefix in sorted(self.keyframes.iterdir()):
+            if not re.fullmatch(r"[0-9a-f]{2}", prefix.name) or not prefix.is_dir() or prefix.is_symlink():
+                continue
+            keys = sorted(
+                {
+                    path.stem
+                    for path in prefix.iterdir()
+                    if path.suffix in (".png", ".json")
+                    and _SHA256.fullmatch(path.stem)
+                    and path.stem.startswith(prefix.name)
+                }
+            )
+            for key in keys:
+                png = prefix / f"{key}.png"
+                record = png.with_suffix(".json")
+                try:
+                    if png.is_symlink() or record.is_symlink():
+                        continue
+                    has_png, has_record = png.is_file(), record.is_file()
+                    if not has_png and not has_record:
+                        continue
+                    size = sum(p.stat().st_size for p in (png, record) if p.is_file())
+                    used = (png if has_png else record).stat().st_mtime
+                except OSError:  # removed while we looked
+                    continue
+                if not has_record:
+                    yield KeyframeRow(png, None, size, used)
+                    continue
+                try:
+                    info = read_keyframe_record(record)
+                except ForeignEntry:
+                    continue
+                except CacheDamaged:
+                    yield KeyframeRow(png, None, size, used, damaged=True)
+                    continue
+                yield KeyframeRow(png, info, size, used, damaged=not has_png)
+
+    def remove(self, png: Path) -> None:
+        """Remove a keyframe: its PNG first (so no render reuses it meanwhile), then its record."""
+        for path in (png, png.with_suffix(".json")):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
 @contextmanager
 def _folder_locked(folder: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``folder`` while the block runs (none where there are no flocks)."""
+    """An exclusive advisory lock on ``folder`` (or a file) while the block runs (none where there are no
+    flocks)."""
     try:
         import fcntl
     except ImportError:
@@ -550,10 +757,16 @@ def kept_storyboards(paths: list[str | Path]) -> set[str]:
 class GcPlan:
     """What ``cache gc`` removes, what it keeps, and why."""
 
-    remove: list[tuple[Path, EntryInfo | None, int]]
-    keep_bytes: int
-    kept_in_use: int
-    damaged: int = 0
+    remove: list[tuple[Path, EntryInfo | None, int]]  # shot entries
+    keep_bytes: int  # shots and keyframes
+    kept_in_use: int  # shots and keyframes kept for the storyboards given
+    damaged: int = 0  # shot entries and keyframes
+    remove_keyframes: list[KeyframeRow] = field(default_factory=list)
+    kept_for_shots: int = 0  # keyframes a rule would have taken, kept because a shot made from them stays
+
+    @property
+    def freed(self) -> int:
+        return sum(size for _, _, size in self.remove) + sum(row.size for row in self.remove_keyframes)
 
 
 def plan_gc(
@@ -564,9 +777,12 @@ def plan_gc(
     protect: set[str] | None = None,
     everything: bool = False,
 ) -> GcPlan:
-    """What ``cache gc`` removes: damaged entries, entries unused for ``older_than`` seconds, then the least
-    recently used until the cache fits in ``max_bytes``, or with ``everything`` every entry; never entries
-    used by a storyboard in ``protect`` (resolved paths, see :func:`kept_storyboards`).
+    """What ``cache gc`` removes, of the shot entries and the keyframes under ``cache``'s root alike: the
+    damaged, those unused for ``older_than`` seconds, then the least recently used until the cache fits in
+    ``max_bytes``, or with ``everything`` all; never those used by a storyboard in ``protect`` (resolved
+    paths, see :func:`kept_storyboards`), and never a keyframe while a shot entry made from it stays (its
+    bytes are in that shot's key: redrawn, it would not be the same picture, and the shot and its
+    continuations would be generated again).
 
     ``older_than`` and ``max_bytes`` must be positive and finite: zero or less would remove every shot by
     accident, and removing every shot is asked for with ``everything``. Raises UserError otherwise.
@@ -583,32 +799,78 @@ def plan_gc(
         )
     protect = protect or set()
     now = time.time()
-    rows = sorted(cache.entries(), key=lambda row: row[3])  # least recently used first
+
+    def unwanted(used_by: list[str], used: float) -> bool:
+        """Whether the age or --all rule takes it (those of the storyboards kept never)."""
+        if protect.intersection(used_by):
+            return False
+        return everything or (older_than is not None and now - used > older_than)
+
     remove: list[tuple[Path, EntryInfo | None, int]] = []
-    keep: list[tuple[Path, EntryInfo | None, int]] = []
-    kept_in_use = damaged = 0
-    for folder, info, size, used in rows:
+    kept_shots: dict[str, tuple[Path, EntryInfo, int, float]] = {}
+    damaged = 0
+    for folder, info, size, used in cache.entries():
         if info is None:  # damaged: no render can use it, whoever made it
             remove.append((folder, info, size))
             damaged += 1
-            continue
-        in_use = bool(protect.intersection(info.used_by))
-        if not in_use and (everything or (older_than is not None and now - used > older_than)):
+        elif unwanted(info.used_by, used):
             remove.append((folder, info, size))
         else:
-            keep.append((folder, info, size))
-            kept_in_use += in_use
-    total = sum(size for _, _, size in keep)
-    if max_bytes is not None:
-        for row in list(keep):
+            kept_shots[info.key] = (folder, info, size, used)
+    remove_keyframes: list[KeyframeRow] = []
+    kept_keyframes: list[KeyframeRow] = []
+    kept_for_shots: set[str] = set()  # keyframes a rule would take but for the shots made from them
+    for row in KeyframeCache(cache.root).entries():
+        if row.damaged:
+            remove_keyframes.append(row)
+            damaged += 1
+        elif unwanted(row.info.used_by if row.info else [], row.used):
+            if _made_shots(row, kept_shots):
+                kept_keyframes.append(row)
+                kept_for_shots.add(row.key)
+            else:
+                remove_keyframes.append(row)
+        else:
+            kept_keyframes.append(row)
+    total = sum(size for _, _, size, _ in kept_shots.values()) + sum(row.size for row in kept_keyframes)
+    if max_bytes is not None and total > max_bytes:
+        # Least recently used first. A keyframe counts as used as late as the shots made from it, and comes
+        # after them on a tie, so that by its turn they are gone unless they stay for a storyboard.
+        def last_use(row: KeyframeRow) -> float:
+            made = [kept_shots[key][3] for key in (row.info.shots if row.info else []) if key in kept_shots]
+            return max([row.used, *made])
+
+        queue: list[tuple[float, int, str | KeyframeRow]] = [
+            (used, 0, key) for key, (_, _, _, used) in kept_shots.items()
+        ]
+        queue += [(last_use(row), 1, row) for row in kept_keyframes]
+        for _, _, item in sorted(queue, key=lambda entry: entry[:2]):
             if total <= max_bytes:
                 break
-            if row[1] is not None and protect.intersection(row[1].used_by):
-                continue
-            keep.remove(row)
-            remove.append(row)
-            total -= row[2]
-    return GcPlan(remove, total, kept_in_use, damaged)
+            if isinstance(item, str):
+                folder, info, size, _ = kept_shots[item]
+                if protect.intersection(info.used_by):
+                    continue
+                del kept_shots[item]
+                remove.append((folder, info, size))
+                total -= size
+            else:
+                if item.info and protect.intersection(item.info.used_by):
+                    continue
+                if _made_shots(item, kept_shots):
+                    kept_for_shots.add(item.key)
+                    continue
+                kept_keyframes.remove(item)
+                remove_keyframes.append(item)
+                total -= item.size
+    in_use = sum(bool(protect.intersection(info.used_by)) for _, info, _, _ in kept_shots.values())
+    in_use += sum(bool(row.info and protect.intersection(row.info.used_by)) for row in kept_keyframes)
+    return GcPlan(remove, total, in_use, damaged, remove_keyframes, len(kept_for_shots))
+
+
+def _made_shots(row: KeyframeRow, kept_shots: dict[str, tuple[Path, EntryInfo, int, float]]) -> bool:
+    """Whether a shot entry that stays was made from this keyframe."""
+    return row.info is not None and any(key in kept_shots for key in row.info.shots)
 
 
 def apply_gc(cache: ShotCache, plan: GcPlan) -> None:
@@ -619,5 +881,8 @@ def apply_gc(cache: ShotCache, plan: GcPlan) -> None:
     """
     for folder, _, _ in plan.remove:
         cache.remove(folder)
+    keyframes = KeyframeCache(cache.root)
+    for row in plan.remove_keyframes:
+        keyframes.remove(row.png)
     for staging in cache.abandoned():
         cache.remove(staging)

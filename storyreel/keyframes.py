@@ -13,11 +13,12 @@ from that frame, exactly as a shot with its own ``image:``.
   register under the ``storyreel.keyframers`` entry-point group and say which diffusers pipeline classes
   they load and how many reference images they take; their modules import nothing heavy at module level,
   so validating a storyboard can ask them without loading a model library.
-* Keys (:func:`keyframe_key`): a keyframe is kept in the shot cache's folder under a digest of everything
-  that decides it (the backend and the model's identity, the steps, the prompt, the references' bytes,
-  size, seed). The keyframe's own bytes then enter its shot's key as any start image's do, so editing one
-  character's reference makes again exactly the keyframes and shots (and their continuations) showing that
-  character.
+* Keys (:func:`keyframe_key`): a keyframe is kept in the shot cache's folder
+  (:class:`storyreel.cache.KeyframeCache`, trimmed by ``cache gc`` with the shots) under a digest of
+  everything that decides it (the backend and the model's identity, the steps, the prompt, the references'
+  bytes, size, seed). The keyframe's own bytes then enter its shot's key as any start image's do, so
+  editing one character's reference makes again exactly the keyframes and shots (and their continuations)
+  showing that character.
 * The stage (:func:`make_keyframes`): the keyframe model is loaded once, only when a keyframe is not in the
   cache, makes every missing keyframe, and is closed (its memory freed) before the video model loads.
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     import numpy as np
     from typing_extensions import Self
 
+    from .cache import KeyframeCache
     from .plan import ShotPlan
     from .storyboard import Storyboard
 
@@ -312,10 +314,12 @@ class KeyframeStage:
     backend: str
     options: KeyframeOptions
     out: Path  # <render folder>/keyframes
-    cache: Path | None  # <cache root>/keyframes
+    cache: KeyframeCache | None  # <cache root>/keyframes
     reuse: bool = True
     note: Callable[[str], None] = field(default=lambda message: None)
+    storyboard: str | None = None  # the storyboard file, recorded with each cached keyframe for `cache gc`
     made: list[str] = field(default_factory=list)  # shots whose keyframe this stage drew (not from the cache)
+    keys: dict[str, str] = field(default_factory=dict)  # shot id -> its keyframe's cache key
 
 
 def make_keyframes(
@@ -334,12 +338,17 @@ def make_keyframes(
     identity = "/".join(filter(None, (backend_class.version, backend_class.identity(stage.options))))
     requests = {s.id: keyframe_request(board, s, prompts[s.id], board.keyframes.steps) for s in wanted}
     keys = {i: keyframe_key(r, stage.backend, identity, model_identity) for i, r in requests.items()}
+    stage.keys.update(keys)
     make_folder(stage.out)
     files: dict[str, Path] = {}
     missing = []
     for shot_id, key in keys.items():
-        kept = stage.cache / key[:2] / f"{key}.png" if stage.cache is not None else None
-        if stage.reuse and kept is not None and kept.is_file():
+        kept = (
+            stage.cache.get(key, used_by=stage.storyboard)
+            if stage.cache is not None and stage.reuse
+            else None
+        )
+        if kept is not None:
             files[shot_id] = stage.out / f"{shot_id}.png"
             copy_atomic(kept, files[shot_id])
         else:
@@ -387,7 +396,7 @@ def _draw(drawer: KeyframeModel, request: KeyframeRequest, key: str, stage: Keyf
     write_bytes_atomic(path, data)
     if stage.cache is not None:
         try:
-            write_bytes_atomic(stage.cache / key[:2] / f"{key}.png", data)
+            stage.cache.put(key, data, used_by=stage.storyboard)
         except OSError as exc:
             stage.note(
                 f"could not cache keyframe '{request.shot_id}': {exc.strerror or exc}; the render goes on"

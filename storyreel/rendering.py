@@ -35,7 +35,7 @@ from typing import Any
 
 from .atomic import make_folder, temporary_beside
 from .backends import GENERATORS, load_backend
-from .cache import ShotCache
+from .cache import KeyframeCache, ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
@@ -236,7 +236,11 @@ def render(
 
         # 3b. Keyframes: a start frame drawn for each chosen fresh shot, which then starts from it; the
         #     keyframe model is loaded once, only for keyframes the cache lacks, and closed before step 4
-        order = _keyframed(board, order, prompts, name == ANIMATIC, options, folder, cache, reuse, report)
+        order, keyframes = _keyframed(
+            board, order, prompts, name == ANIMATIC, options, folder, cache, reuse, report
+        )
+        if cache is not None and keyframes:
+            _record_keyframe_shots(cache, keyframes, order, _cache_keys(order, prompts, keys))
 
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
@@ -348,7 +352,7 @@ def render_keyframes(
         )
         chosen = [shot for shot in order if shot.id in keyframed]
         options = GeneratorOptions(device=device, dtype=dtype)
-        drawn = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
+        drawn, _ = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
         return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
 
 
@@ -371,9 +375,10 @@ def _keyframed(
     cache: ShotCache | None,
     reuse: bool,
     report: RenderProgress,
-) -> list[ShotPlan]:
-    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe. An animatic render
-    draws them with the animatic (no model is loaded); a model's render with ``keyframes.model``."""
+) -> tuple[list[ShotPlan], dict[str, str]]:
+    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe, and each keyframed
+    shot's keyframe key. An animatic render draws them with the animatic (no model is loaded); a model's
+    render with ``keyframes.model``."""
     from .keyframes import (
         ANIMATIC_KEYFRAMER,
         FOLDER,
@@ -384,7 +389,7 @@ def _keyframed(
     )
 
     if not any(shot.keyframe for shot in order):
-        return order
+        return order, {}
     assert board.keyframes is not None and board.keyframes.model is not None
     if animatic:
         backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
@@ -398,14 +403,35 @@ def _keyframed(
         backend=backend,
         options=keyframe_options,
         out=folder.path / FOLDER,
-        cache=cache.root / FOLDER if cache is not None else None,
+        cache=KeyframeCache(cache.root, warn=cache.warn) if cache is not None else None,
         reuse=reuse,
         note=report.note,
+        storyboard=str(board.path.resolve()) if board.path else None,
     )
     files = make_keyframes(board, order, {s: p.prompt.prompt for s, p in prompts.items()}, stage)
-    return [
+    drawn = [
         shot.model_copy(update={"image": str(files[shot.id])}) if shot.id in files else shot for shot in order
     ]
+    return drawn, stage.keys
+
+
+def _record_keyframe_shots(
+    cache: ShotCache, keyframes: dict[str, str], order: list[ShotPlan], cache_keys: dict[str, str]
+) -> None:
+    """Note with each cached keyframe the keys of the shots made from it: its own shot and every shot
+    continuing that one, whose keys all hold its bytes. ``cache gc`` keeps a keyframe while one of those
+    entries stays: redrawn, the keyframe would not be the same picture, and each of them would be made again.
+    Recorded before the shots are made (their keys are known), so a render cut off midway is covered."""
+    origin: dict[str, str] = {}  # shot id -> the keyframed shot it is made from
+    made: dict[str, list[str]] = {}
+    for shot in order:  # render order: a parent comes before its continuations
+        start = shot.id if shot.id in keyframes else origin.get(shot.conditioned_on or "")
+        if start is not None:
+            origin[shot.id] = start
+            made.setdefault(keyframes[start], []).append(cache_keys[shot.id])
+    store = KeyframeCache(cache.root)
+    for key, shots in made.items():
+        store.record_shots(key, shots)
 
 
 def enhance_storyboard(
