@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
 
 from storyreel.errors import MissingExtra, ModelNotFound, UserError
+from storyreel.generators.skyreels.stack import pick_device, quiet_loading
 from storyreel.keyframes import KeyframeModel, KeyframeOptions, KeyframeRequest, fitted
 from storyreel.models import resolve_model
 
@@ -56,7 +55,7 @@ class Flux2KleinKeyframes(KeyframeModel):
                 f"not a {PIPELINE}; name a FLUX.2 [klein] diffusers folder or hub id"
             )
         self.torch = torch
-        self.device = _pick_device(torch, options.device)
+        self.device = pick_device(torch, options.device)
         self.dtype = _pick_dtype(torch, options.dtype, self.device)
         pipe = self._load(diffusers, folder, options)
         self._use(pipe)
@@ -69,14 +68,14 @@ class Flux2KleinKeyframes(KeyframeModel):
         self = cls.__new__(cls)
         KeyframeModel.__init__(self, options)
         self.torch = torch
-        self.device = _pick_device(torch, options.device)
+        self.device = pick_device(torch, options.device)
         self.dtype = pipe.transformer.dtype
         self._use(pipe)
         return self
 
     def _load(self, diffusers: Any, folder: Any, options: KeyframeOptions) -> Any:
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 return diffusers.Flux2KleinPipeline.from_pretrained(
                     folder, dtype=self.dtype, local_files_only=True
                 )
@@ -161,23 +160,6 @@ def text_layers(encoder_layers: int, encoder_width: int, joint_width: int) -> tu
     return tuple(round(encoder_layers * (i + 1) / (count + 1)) for i in range(count))
 
 
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Silence diffusers' and transformers' loading bars while the pipeline loads."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    shown = [lib.is_progress_bar_enabled() for lib in (diffusers_logging, transformers_logging)]
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for lib, was_shown in zip((diffusers_logging, transformers_logging), shown, strict=True):
-            if was_shown:
-                lib.enable_progress_bar()
-
-
 def _at_least(picture: Any, side: int) -> Any:
     from PIL import Image
 
@@ -209,18 +191,6 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def _pick_device(torch: Any, requested: str | None) -> Any:
-    if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise UserError(f"unknown device '{requested}'; use cuda, cuda:N or cpu") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{requested}' asked for, but torch sees no CUDA GPU; use --device cpu")
-    return device
 
 
 def _pick_dtype(torch: Any, requested: str | None, device: Any) -> Any:

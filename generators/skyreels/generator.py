@@ -46,7 +46,7 @@ from .quirks import (
 )
 from .runtime import CompiledGraphs, Runtime, apply_runtime, resolve_runtime
 from .schedule import ScheduleWatch, check_runnable
-from .stack import DIFFUSERS_VERSION, dtype_name, import_stack, pick_device, pick_dtype
+from .stack import DIFFUSERS_VERSION, dtype_name, import_stack, pick_device, pick_dtype, quiet_loading
 
 if TYPE_CHECKING:
     import torch
@@ -251,7 +251,7 @@ class SkyReelsGenerator(Generator):
         # and CLIP image encoder stay float32, as the SkyReels-V2 and diffusers examples run them.
         dtypes = {"default": self.dtype, "vae": torch.float32, "image_encoder": torch.float32}
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 primary = getattr(diffusers, model.class_name).from_pretrained(
                     model.path, dtype=dtypes, local_files_only=True
                 )
@@ -438,20 +438,3 @@ def _max_tokens(pipeline: Any) -> int:
     """The text window: the pipeline's max_sequence_length (512, umT5's), or the tokenizer's if smaller."""
     default = inspect.signature(pipeline.__call__).parameters["max_sequence_length"].default
     return int(min(default, getattr(pipeline.tokenizer, "model_max_length", default)))
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Silence diffusers' and transformers' loading bars (the caller's progress reports loading instead)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    shown = [lib.is_progress_bar_enabled() for lib in (diffusers_logging, transformers_logging)]
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for lib, was_shown in zip((diffusers_logging, transformers_logging), shown, strict=True):
-            if was_shown:
-                lib.enable_progress_bar()

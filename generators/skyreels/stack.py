@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from storyreel.errors import MissingExtra, UserError
@@ -82,3 +84,21 @@ def pick_dtype(torch: Any, requested: str | None, device: torch.device) -> torch
 def dtype_name(dtype: torch.dtype) -> str:
     """``bfloat16`` for ``torch.bfloat16``: how manifests and cache keys name a precision."""
     return str(dtype).removeprefix("torch.")
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence diffusers' and transformers' loading bars (the caller's progress reports loading instead); every
+    backend on this stack loads under it."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    shown = [lib.is_progress_bar_enabled() for lib in (diffusers_logging, transformers_logging)]
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, was_shown in zip((diffusers_logging, transformers_logging), shown, strict=True):
+            if was_shown:
+                lib.enable_progress_bar()
