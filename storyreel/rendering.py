@@ -388,6 +388,11 @@ def _keyframed(
         make_keyframes,
     )
 
+    for (
+        shot
+    ) in order:  # a shot that no longer gets a keyframe must not seem, in the folder, to start from one
+        if not shot.keyframe:
+            (folder.path / FOLDER / f"{shot.id}.png").unlink(missing_ok=True)
     if not any(shot.keyframe for shot in order):
         return order, {}
     assert board.keyframes is not None and board.keyframes.model is not None

@@ -288,6 +288,21 @@ def test_an_animatic_render_draws_the_references_where_the_characters_stand(
     assert (keyframe[30:45, 28:36] == 240).all()
 
 
+def test_a_shot_that_no_longer_gets_a_keyframe_loses_its_old_one_from_the_render_folder(
+    tmp_path: Path, tiny_klein: Path
+) -> None:
+    story = film(tmp_path / "film", tiny_klein, None)  # an animatic render draws the keyframes
+    out = tmp_path / "out"
+    render(story, out, enhancer="template")
+    assert sorted(p.stem for p in (out / "keyframes").iterdir()) == sorted(KEYFRAMED)
+    board = yaml.safe_load(story.read_text())
+    board["keyframes"]["shots"] = "none"
+    story.write_text(yaml.safe_dump(board, sort_keys=False))
+    manifest = render(story, out, enhancer="template")
+    assert not any(entry.keyframe for entry in manifest.shots)
+    assert list((out / "keyframes").iterdir()) == []
+
+
 def test_a_keyframe_model_folder_of_another_kind_is_refused_at_its_line(
     tmp_path: Path, tiny_df: Path
 ) -> None:
