@@ -169,12 +169,7 @@ def render(
     if color_match is not None:
         board = _with_color_match(board, color_match)
     folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
-    places = [
-        (folder.path, "--out chooses the render folder"),
-        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
-        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
-    ]
-    with machine_errors(*places), folder.locked(report.note):
+    with machine_errors(*_places(board, folder, cache_dir)), folder.locked(report.note):
         # 2. Plan: every check happens here, the storyboard's first, then the generator's (an unknown name, a
         #    missing extra or model, shots it cannot make), before anything is spent
         report.stage("plan")
@@ -228,7 +223,7 @@ def render(
             plan,
             settings,
             only=selected,
-            lock_path=lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml",
+            lock_path=_render_lock_path(board, folder),
             refresh=refresh_prompts,
             note=report.note,
             backend=None if isinstance(enhancer, str) else enhancer,
@@ -321,12 +316,7 @@ def render_keyframes(
     report = progress or RenderProgress()
     board = _board(storyboard, allow_outside, template_vars)
     folder = RenderFolder(out if out is not None else default_out_dir(board.path, board.title))
-    places = [
-        (folder.path, "--out chooses the render folder"),
-        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
-        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
-    ]
-    with machine_errors(*places), folder.locked(report.note):
+    with machine_errors(*_places(board, folder, cache_dir)), folder.locked(report.note):
         report.stage("plan")
         plan = plan_film(board, seed=seed, allow_outside=allow_outside)
         order = [plan.shot(s) for s in plan.render_order]
@@ -345,7 +335,7 @@ def render_keyframes(
             plan,
             settings,
             only=keyframed,
-            lock_path=lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml",
+            lock_path=_render_lock_path(board, folder),
             refresh=refresh_prompts,
             note=report.note,
             backend=None if isinstance(enhancer, str) else enhancer,
@@ -354,6 +344,22 @@ def render_keyframes(
         options = GeneratorOptions(device=device, dtype=dtype)
         drawn, _ = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
         return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
+
+
+def _places(
+    board: Storyboard, folder: RenderFolder, cache_dir: str | Path | None
+) -> list[tuple[Path | None, str]]:
+    """Where a render writes, each with how to move it, for the machine's errors to name."""
+    return [
+        (folder.path, "--out chooses the render folder"),
+        (ShotCache(cache_dir).root, "--cache-dir chooses the shot cache"),
+        (board.path.parent if board.path else None, "the prompt lock is kept beside the storyboard"),
+    ]
+
+
+def _render_lock_path(board: Storyboard, folder: RenderFolder) -> Path:
+    """The prompt lock a render keeps: beside the storyboard, or in the render folder for one built in code."""
+    return lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml"
 
 
 def _check_keyframe_model(board: Storyboard, order: list[ShotPlan], animatic: bool) -> None:
