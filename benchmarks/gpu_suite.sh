@@ -8,6 +8,9 @@
 #
 #   bash benchmarks/gpu_suite.sh --download .whl     # on a machine with network: fetch the wheels into .whl/
 #   bash benchmarks/gpu_suite.sh --wheels .whl       # on the GPU machine: install them, run the suite
+#   bash benchmarks/gpu_suite.sh --cpu-check --wheels W --python P --out DIR
+#       # anywhere: every stage at toy size on the CPU from the same install, to check the script and the
+#       # carried wheels against the GPU image's packages before any GPU minute is spent on them
 #
 # Stages, each under its own time limit (their sum, with the install, stays under 9 minutes); every stage
 # writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish, so a
@@ -31,7 +34,8 @@ OUT=benchmarks/results
 PYTHON=${PYTHON:-python3}
 SHOT_STEPS=10
 DOWNLOAD=""
-usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
+CPU_CHECK=""
+usage() { sed -n '2,23p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --wheels) WHEELS=$2; shift 2 ;;
@@ -39,16 +43,18 @@ while [ $# -gt 0 ]; do
         --python) PYTHON=$2; shift 2 ;;
         --shot-steps) SHOT_STEPS=$2; shift 2 ;;
         --download) DOWNLOAD=$2; shift 2 ;;
+        --cpu-check) CPU_CHECK=1; shift ;;
         -h|--help) usage ;;
         *) echo "gpu_suite.sh: unknown argument '$1'" >&2; usage 2 ;;
     esac
 done
 
 # The wheels the GPU image lacks: diffusers (pinned: storyreel's quirks were measured on it), ftfy (the
-# pipelines clean prompts with it), torchao (FP8), pydantic (storyreel's models). For CPython 3.12 on x86-64.
+# pipelines clean prompts with it), torchao (FP8), pydantic (storyreel's models), and a setuptools that
+# reads pyproject.toml's SPDX licence (the image's may be older). For CPython 3.12 on x86-64.
 PACKAGES=(
     diffusers==0.42.1 importlib-metadata ftfy==6.3.1 wcwidth torchao==0.18.0
-    pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection
+    pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection setuptools==80.9.0
 )
 
 if [ -n "$DOWNLOAD" ]; then
@@ -68,18 +74,27 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SITE=$(mktemp -d /tmp/storyreel-suite-XXXX)
 ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run --download there first" >&2; exit 1; }
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$WHEELS"/*.whl
-"$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" .
+# storyreel is built with the carried setuptools: $SITE comes first on the path from here on
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-"$PYTHON" - <<'EOF'
-import torch, diffusers, storyreel.generators.skyreels as sky
-if not torch.cuda.is_available():
-    raise SystemExit("gpu_suite.sh: torch sees no CUDA GPU")
-major, minor = torch.cuda.get_device_capability()
-print(f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), torch {torch.__version__}, "
-      f"diffusers {diffusers.__version__}")
+"$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" .
+# -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
+CPU_CHECK="$CPU_CHECK" "$PYTHON" -P - <<'EOF'
+import os, torch, diffusers, storyreel.generators.skyreels as sky
+if os.environ["CPU_CHECK"]:
+    print(f"CPU check: torch {torch.__version__}, diffusers {diffusers.__version__}")
+elif not torch.cuda.is_available():
+    raise SystemExit("gpu_suite.sh: torch sees no CUDA GPU (--cpu-check runs every stage at toy size on the CPU)")
+else:
+    major, minor = torch.cuda.get_device_capability()
+    print(f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), torch {torch.__version__}, "
+          f"diffusers {diffusers.__version__}")
 EOF
 mkdir -p "$OUT"
-GPU=$("$PYTHON" -c "import re, torch; print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name()).strip('-'))")
+if [ -n "$CPU_CHECK" ]; then
+    GPU=cpu-check
+else
+    GPU=$("$PYTHON" -c "import re, torch; print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name()).strip('-'))")
+fi
 LOG="$OUT/gpu_suite-$GPU.log"
 echo "installed in $(elapsed)s; log: $LOG"
 
@@ -95,29 +110,36 @@ stage() {
     [ "$status" -eq 0 ] || echo "=== $name ended with status $status (124: its time limit)" | tee -a "$LOG"
 }
 BENCH=("$PYTHON" benchmarks/skyreels_dit.py --out "$OUT" --scratch /tmp)
+# --cpu-check: the same stages at toy size on the CPU (each benchmark's own smoke flags)
+TOY=() SPLIT=() KEYFRAMES=(--real-size)
+if [ -n "$CPU_CHECK" ]; then
+    TOY=(--tiny --device cpu) SPLIT=(--tiny) KEYFRAMES=()
+fi
 
 stage "DF-1.3B: kernels x compilation x precision" 120 \
-    "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 \
+    "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 all
 stage "DF-1.3B: one whole shot" 100 \
-    "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS"
+    "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS" "${TOY[@]}"
 stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 170 \
-    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 \
+    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
 # -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
 stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
 GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+[ -z "$CPU_CHECK" ] || GPUS=2  # two gloo processes on the CPU stand in for two GPUs
 if [ "$GPUS" -gt 1 ]; then
     for n in 2 4 8; do
         [ "$n" -le "$GPUS" ] || break
         stage "DF-1.3B split over $n GPUs (--gpus-per-shot $n)" 60 \
             "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$n" \
-            benchmarks/sequence_parallel.py --model DF-1.3B --steps 2 --out "$OUT/sequence_parallel-$GPU.json"
+            benchmarks/sequence_parallel.py --model DF-1.3B --steps 2 "${SPLIT[@]}" \
+            --out "$OUT/sequence_parallel-$GPU.json"
     done
 else
     echo "=== --gpus-per-shot: this machine has $GPUS GPU; splitting one shot needs 2 or more, not measured" \
         | tee -a "$LOG"
 fi
 stage "FLUX.2 [klein] 4B keyframes: s per keyframe by reference count, peak memory" 60 \
-    "$PYTHON" -P benchmarks/keyframes.py --real-size --repeats 2 --out "$OUT"
+    "$PYTHON" -P benchmarks/keyframes.py "${KEYFRAMES[@]}" --repeats 2 --out "$OUT"
 echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"
