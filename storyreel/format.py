@@ -70,7 +70,7 @@ from .fields import (
 )
 from .frames import VAE_TEMPORAL_STRIDE
 from .prompts import PromptSyntaxError, expanded_size, fill_in, prompt_references, referable_name, too_long
-from .yaml_source import Path_, SourceMap, field_name
+from .source_map import Path_, SourceMap, field_name
 
 FORMAT_VERSION = 1
 

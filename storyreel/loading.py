@@ -30,7 +30,8 @@ from .checks import unique_problems
 from .errors import Problem, StoryboardError
 from .fields import MAX_ID_LENGTH, MAX_SHOT_FRAMES, MAX_SHOT_SECONDS
 from .format import FORMAT_VERSION, Storyboard, model_at
-from .yaml_source import Path_, SourceMap, collector_paused, load_yaml
+from .source_map import Path_, SourceMap
+from .yaml_source import collector_paused, load_yaml
 
 
 def storyboard_yaml(path: str | Path, *, template_vars: dict[str, Any] | None = None) -> str:

@@ -6,10 +6,11 @@ references such as ``{{ swan }}`` are left for the storyboard stage to expand, s
 same in templated and plain storyboards.
 
 The template is compiled once and rendered twice, in the bounded sandbox of
-:mod:`storyreel.template_sandbox` and in a child process with bounded memory and time, within one
-deadline: a lenient pass finds the characters the template defines, then a strict pass renders with
-each character left as its ``{{ name }}`` and every other undefined name an error. Every error,
-limits included, names the template line (a child stopped for its time or memory names the file).
+:mod:`storyreel.template_sandbox` and in a child process with bounded memory and time
+(:mod:`storyreel.template_child`), within one deadline: a lenient pass finds the characters the
+template defines, then a strict pass renders with each character left as its ``{{ name }}`` and every
+other undefined name an error. Every error, limits included, names the template line (a child stopped
+for its time or memory names the file).
 
 >>> print(render_storyboard_template("vars:\\n  n: 2\\nshots: {{ n * 2 }}\\n", "t.yaml.j2", {}), end="")
 vars:
@@ -28,17 +29,14 @@ from typing import Any
 import jinja2
 
 from .errors import Problem, StoryboardError
+from .template_child import ChildStopped, render_in_child
+from .template_limits import MAX_TEMPLATE_MEMORY, MAX_TEMPLATE_SECONDS, TemplateLimitError
 from .template_sandbox import (
-    MAX_TEMPLATE_MEMORY,
-    MAX_TEMPLATE_SECONDS,
     BoundedSandbox,
-    ChildStopped,
-    TemplateLimitError,
     TemplateUnreadable,
     check_template_size,
     compile_template,
     render_bounded,
-    render_in_child,
 )
 from .yaml_source import load_yaml, read_yaml_value
 
@@ -147,7 +145,7 @@ def render_storyboard_template(text: str, file: str, overrides: dict[str, Any]) 
     """Render a ``.yaml.j2`` storyboard; errors name the template line and the variable.
 
     The template is compiled once and rendered twice in a child process (see
-    :func:`~storyreel.template_sandbox.render_in_child`): a template is code from wherever the storyboard
+    :func:`~storyreel.template_child.render_in_child`): a template is code from wherever the storyboard
     came from, and only there are its memory and time bounded whatever it does. The lenient pass's YAML is
     read here, for the characters it defines.
     """

@@ -5,19 +5,17 @@ Python data plus a table from each value's path (``("scenes", 0, "shots", 2, "du
 position, so that a validation error deep inside a storyboard can point at ``story.yaml:14:9``.
 Duplicate keys, which PyYAML would silently collapse, are reported.
 
-Plain scalars are resolved with the YAML 1.2 core schema, not PyYAML's YAML 1.1 rules, so that
-nothing a person writes as text turns into something else: ``11:58`` stays "11:58" (not 718
-seconds), ``yes``/``no``/``on``/``off`` stay words (only ``true``/``false`` are booleans), and
-``0x0``, ``0o17``, ``1_000`` and ``2024-05-01`` stay text. A plain number remembers how it was
-written, so a text field given ``007`` or ``1.50`` gets exactly that text.
+Plain scalars are resolved with the YAML 1.2 core schema, so that ``11:58`` stays "11:58" and ``yes``
+stays a word (:mod:`storyreel.yaml_scalars`), and positions are kept in a :class:`SourceMap`
+(:mod:`storyreel.source_map`).
 
 A document is bounded: its size, how deeply it nests, how many values it holds, and how many of
 those are copies made by aliases (``*name``), so that a few lines of anchors cannot expand into
 gigabytes ("billion laughs"). Each bound is a positioned error.
 
-The module is one reader, kept whole though it is long: the builder that turns the parser's events into
-values is where positions are recorded, scalars resolved and every bound counted, and each of those
-needs the state the others keep (the path being built, the anchors, the counts so far).
+The reader is kept whole though it is long: the builder that turns the parser's events into values is
+where positions are recorded, scalars resolved and every bound counted, and each of those needs the state
+the others keep (the path being built, the anchors, the counts so far).
 
 >>> data, source = load_yaml("time: 11:58\\nanswer: yes\\nfps: 24\\n", "s.yaml")
 >>> data, source.locate(("fps",))
@@ -27,12 +25,10 @@ needs the state the others keep (the path being built, the anchors, the counts s
 from __future__ import annotations
 
 import gc
-import math
-import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -49,8 +45,8 @@ from yaml.events import (
 )
 
 from .errors import Problem, StoryboardError
-
-Path_ = tuple[str | int, ...]
+from .source_map import Path_, Position, SourceMap, field_name
+from .yaml_scalars import HIDDEN_CHARACTERS, YES_NO_WORDS, resolve_plain
 
 # Bounds on what one document may be. A 10,000-shot storyboard is about 1.5 MiB and 150,000 values.
 MAX_DOCUMENT_CHARS = 8 * 1024 * 1024
@@ -61,12 +57,6 @@ MAX_DEPTH = 64
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~20x faster at producing events
 
 _CORE = "tag:yaml.org,2002:"
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"^[-+]?[0-9]+$")
-_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
-_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
-_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 # What a value tagged !!int, !!float, !!bool or !!null must resolve to.
 _TAGGED: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -74,135 +64,6 @@ _TAGGED: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "null": (type(None),),
 }
-# Characters that show as nothing, or change what the text around them looks like, so that what a storyboard
-# says differs from what it seems to say: control characters (terminal escapes, NUL, BEL; tab and line breaks
-# are text) and the bidirectional embeddings, overrides and isolates that can reorder a line on screen.
-HIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# Words YAML 1.1 read as booleans. Storyboard fields are typed, so they are read as the words they are; a
-# template variable is untyped, where `night: no` would be the word "no", true in `{% if night %}`.
-YES_NO_WORDS = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
-
-
-@dataclass(frozen=True)
-class Position:
-    line: int  # 1-based
-    column: int  # 1-based
-
-
-@dataclass
-class SourceMap:
-    """Where each value (and each mapping key) of a document was written."""
-
-    file: str
-    values: dict[Path_, Position] = field(default_factory=dict)
-    keys: dict[Path_, Position] = field(default_factory=dict)
-
-    def locate(self, path: Path_, *, key: bool = False) -> Position | None:
-        """The position of ``path``, or of its nearest written ancestor when the value itself is absent."""
-        if key and path in self.keys:
-            return self.keys[path]
-        while True:
-            if path in self.values:
-                return self.values[path]
-            if not path:
-                return None
-            path = path[:-1]
-
-    def problem(self, path: Path_, message: str, fix: str = "", *, key: bool = False) -> Problem:
-        """A Problem pinned to where ``path`` was written (or its nearest written ancestor)."""
-        position = self.locate(path, key=key)
-        return Problem(
-            self.file,
-            position.line if position else None,
-            position.column if position else None,
-            field_name(path),
-            message,
-            fix,
-        )
-
-
-class WrittenInt(int):
-    """An integer read from a plain scalar; ``str()`` gives it back as it was written (``007``)."""
-
-    text: str
-
-    def __new__(cls, text: str) -> WrittenInt:
-        number = super().__new__(cls, int(text))
-        number.text = text
-        return number
-
-    def __str__(self) -> str:
-        return self.text
-
-    __repr__ = __str__
-
-    def __getnewargs__(self) -> tuple[str]:  # type: ignore[override]  # copies keep the text
-        return (self.text,)
-
-
-class WrittenFloat(float):
-    """A float read from a plain scalar; ``str()`` gives it back as it was written (``1.50``)."""
-
-    text: str
-
-    def __new__(cls, text: str, value: float) -> WrittenFloat:
-        number = super().__new__(cls, value)
-        number.text = text
-        return number
-
-    def __str__(self) -> str:
-        return self.text
-
-    __repr__ = __str__
-
-    def __getnewargs__(self) -> tuple[str, float]:  # type: ignore[override]  # copies keep the text
-        return (self.text, float(self))
-
-
-def resolve_plain(text: str, *, written_numbers: bool = False) -> Any:
-    """A plain (unquoted) scalar under the YAML 1.2 core schema, decimal numbers only.
-
-    >>> [resolve_plain(t) for t in ("1:30", "yes", "off", "0x10", "1_000", "12", "2.5", "true", "~")]
-    ['1:30', 'yes', 'off', '0x10', '1_000', 12, 2.5, True, None]
-    """
-    if _NULL.match(text):
-        return None
-    if text in _BOOL:
-        return _BOOL[text]
-    if _INT.match(text):
-        if len(text) > 4000:  # past what Python converts (4300 digits); no field wants such a number
-            return text
-        return WrittenInt(text) if written_numbers else int(text)
-    if _FLOAT.match(text):
-        value = float(text)  # may be inf for 1e999, which the fields that need a finite number refuse
-    elif _INF.match(text):
-        value = -math.inf if text.startswith("-") else math.inf
-    elif _NAN.match(text):
-        value = math.nan
-    else:
-        return text
-    return WrittenFloat(text, value) if written_numbers else value
-
-
-def field_name(path: Path_) -> str:
-    """Render a path the way a user reads it: ``scenes[0].shots[2].duration``.
-
-    >>> field_name(("scenes", 0, "shots", 2, "duration"))
-    'scenes[0].shots[2].duration'
-    """
-    out = ""
-    for part in path:
-        if isinstance(part, bool):  # a key YAML read as true/false
-            out += ("." if out else "") + str(part).lower()
-        elif isinstance(
-            part, WrittenInt
-        ):  # a key YAML read as a number, shown as written (a list index is an int)
-            out += ("." if out else "") + str(part)
-        elif isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 _MERGE = object()  # the pending key is `<<`: the value's keys are merged in
@@ -550,6 +411,7 @@ def _key_identity(key: Any) -> tuple[str, Any]:
     """A key as YAML tells keys apart, by type and value: ``1``, ``1.0`` and ``true`` are three keys (Python's
     equality makes them one), ``1`` and ``01`` are one.
 
+    >>> from storyreel.yaml_scalars import WrittenInt
     >>> len({_key_identity(k) for k in (1, 1.0, True, "1")}), _key_identity(WrittenInt("01")) == _key_identity(1)
     (4, True)
     """
@@ -592,8 +454,9 @@ def load_yaml(
 ) -> tuple[Any, SourceMap]:
     """Parse ``text`` into Python data and a SourceMap; every problem becomes a StoryboardError with position.
 
-    ``written_numbers`` makes plain numbers :class:`WrittenInt`/:class:`WrittenFloat`, which text fields read
-    back as written; template variables, which Jinja2 computes with, get plain numbers.
+    ``written_numbers`` makes plain numbers :class:`~storyreel.yaml_scalars.WrittenInt` and
+    :class:`~storyreel.yaml_scalars.WrittenFloat`, which text fields read back as written; template
+    variables, which Jinja2 computes with, get plain numbers.
     ``refuse_yes_no`` makes an unquoted yes/no/on/off an error (see YES_NO_WORDS).
     """
     source = SourceMap(file)
