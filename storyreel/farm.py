@@ -280,31 +280,35 @@ class ShotWorker:
         self.notes = []
         self.work = replace(self.work, note=self.notes.append)
         started, clock = utc_now(), time.perf_counter()
+        if isinstance(self.engine, _LeadingEngine):
+            self.engine.sent = False
         try:
             result = make_shot(job, self.work)
-        finally:
-            if self.ranks > 1:
+        except BaseException:
+            # Before any generator call the other ranks wait for one: they are told the shot is over. After one,
+            # they may be inside the model waiting for this rank and would never hear it: the driver stops them.
+            if isinstance(self.engine, _LeadingEngine) and not self.engine.sent:
                 self._send(None)
+            raise
+        if self.ranks > 1:
+            self._send(None)  # the shot is over
         return WorkerReply(
             result.entry, result.tail, started, utc_now(), time.perf_counter() - clock, list(self.notes)
         )
 
     def follow(self) -> None:
         """A rank other than 0, for one shot: make each generator call rank 0 sends, until it sends None. The
-        frames are rank 0's to keep; this rank computes its part of them and writes nothing."""
+        frames are rank 0's to keep; this rank computes its part of them and writes nothing. Any failure but
+        running out of memory (which rank 0 meets too, and answers with its next, smaller call) ends the shot
+        here: the driver then has both ranks' answers, or stops a rank that waits in vain."""
         if self.setup.threads is not None and self.engine.owned is None:
             self._limit_threads()
         generator = self.engine.get()
-        failure: Exception | None = None
         while (request := self._receive()) is not None:
             try:
                 generator.generate(request)
-            except OutOfMemory:  # rank 0 ran out as well: it sends what it tries next, or None
+            except OutOfMemory:
                 generator.release_memory()
-            except Exception as exc:  # rank 0 fails the same way: stay in step until it says the shot is over
-                failure = failure or exc
-        if failure is not None:
-            raise failure
 
     def _send(self, request: ShotRequest | None) -> None:
         import torch.distributed as dist
@@ -336,6 +340,7 @@ class _LeadingEngine(LazyGenerator):
     ):
         super().__init__(backend, options)
         self.send = send
+        self.sent = False  # whether this shot has called the generator (and so the other ranks) yet
 
     def get(self, progress: ProgressCallback = ignore_progress) -> Generator:
         new = self.owned is None
@@ -344,6 +349,7 @@ class _LeadingEngine(LazyGenerator):
             own = generator.generate
 
             def generate(request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Any:
+                self.sent = True
                 self.send(request)
                 return own(request, progress)
 

@@ -245,6 +245,25 @@ def test_ctrl_c_stops_every_process_of_a_split_worker(film: tuple[Path, str], tm
     assert not set(worker.ranks) & set(shot_workers())
 
 
+def test_a_shot_every_rank_refuses_stops_the_render_with_its_message(
+    film: tuple[Path, str], tmp_path: Path
+) -> None:
+    import yaml
+
+    story, model = film
+    board = yaml.safe_load(story.read_text(encoding="utf-8"))
+    board["scenes"][0]["shots"][1]["prompt"] = " ".join(["swan"] * 600)  # past the text encoder's 512 tokens
+    long = tmp_path / "long.yaml"
+    long.write_text(yaml.safe_dump(board, sort_keys=False), encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["render", str(long), "--out", str(tmp_path / "out"), "--model", model, "--enhancer", "none", *SPLIT],
+    )
+    assert result.exit_code == 1, result.output
+    assert "shot 'turn': its prompt is 601 tokens, more than the 512" in " ".join(result.output.split())
+    assert sorted(p.name for p in (tmp_path / "out" / "shots").iterdir()) == ["glide.mp4"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
