@@ -140,7 +140,8 @@ def split_kernel(
     if heads is None:  # checked when the transformer is split (enable_sequence_parallel)
         return name
     split = attention_split(heads, ranks)
-    fits = " or ".join(str(n) for n in RANKS if heads % n == 0)
+    *others, last = [str(n) for n in RANKS if heads % n == 0]
+    fits = f"{', '.join(others)} or {last}" if others else last
     if split.ring > 1 and device.type != "cuda":
         raise UserError(
             f"--gpus-per-shot {ranks} does not divide the {heads} attention heads of model '{model}' (each "
