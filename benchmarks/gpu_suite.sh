@@ -23,7 +23,9 @@
 #   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
 #   5. with more than one GPU: DF-1.3B s/step split over 2, 4, 8 GPUs (--gpus-per-shot, sequence
-#      parallelism: benchmarks/sequence_parallel.py), 60 s each beyond the 8 minutes; with one GPU it says so
+#      parallelism: benchmarks/sequence_parallel.py) as a render splits it (12 heads: Ulysses on 2 and 4,
+#      Ulysses 4 x ring 2 on 8), and over 2 GPUs as a ring (ring attention, on a kernel returning the
+#      log-sum-exp), 60 s each beyond the 8 minutes; with one GPU it says so
 #   6. keyframes: random weights of FLUX.2 [klein] 4B, seconds per 540P keyframe with 0-4 reference images,
 #      peak memory, and what close() leaves allocated (benchmarks/keyframes.py --real-size)
 set -euo pipefail
@@ -111,9 +113,9 @@ stage() {
 }
 BENCH=("$PYTHON" benchmarks/skyreels_dit.py --out "$OUT" --scratch /tmp)
 # --cpu-check: the same stages at toy size on the CPU (each benchmark's own smoke flags)
-TOY=() SPLIT=() KEYFRAMES=(--real-size)
+TOY=() SPLIT_TOY=() KEYFRAMES=(--real-size)
 if [ -n "$CPU_CHECK" ]; then
-    TOY=(--tiny --device cpu) SPLIT=(--tiny) KEYFRAMES=()
+    TOY=(--tiny --device cpu) SPLIT_TOY=(--tiny) KEYFRAMES=()
 fi
 
 stage "DF-1.3B: kernels x compilation x precision" 120 \
@@ -129,12 +131,17 @@ stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/
 GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
 [ -z "$CPU_CHECK" ] || GPUS=2  # two gloo processes on the CPU stand in for two GPUs
 if [ "$GPUS" -gt 1 ]; then
+    SPLIT=("$PYTHON" -m torch.distributed.run --standalone)
+    SPLIT_ARGS=(--model DF-1.3B --steps 2 "${SPLIT_TOY[@]}" --out "$OUT/sequence_parallel-$GPU.json")
     for n in 2 4 8; do
         [ "$n" -le "$GPUS" ] || break
         stage "DF-1.3B split over $n GPUs (--gpus-per-shot $n)" 60 \
-            "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$n" \
-            benchmarks/sequence_parallel.py --model DF-1.3B --steps 2 "${SPLIT[@]}" \
-            --out "$OUT/sequence_parallel-$GPU.json"
+            "${SPLIT[@]}" --nproc_per_node "$n" benchmarks/sequence_parallel.py "${SPLIT_ARGS[@]}"
+        if [ "$n" -eq 2 ] && [ -z "$CPU_CHECK" ]; then  # the ring path, which Ulysses hides wherever the heads
+            # divide (no CPU kernel can run a ring: it needs the log-sum-exp of attention)
+            stage "DF-1.3B split over 2 GPUs as a ring" 60 \
+                "${SPLIT[@]}" --nproc_per_node 2 benchmarks/sequence_parallel.py "${SPLIT_ARGS[@]}" --ring
+        fi
     done
 else
     echo "=== --gpus-per-shot: this machine has $GPUS GPU; splitting one shot needs 2 or more, not measured" \

@@ -7,9 +7,12 @@ Every rank builds the same random-weight SkyReels-V2 transformer (the real DF-1.
 architecture, bf16 on its own GPU, as benchmarks/skyreels_dit.py builds it) with the per-frame
 modulation the generator installs, and times ``--steps`` denoise steps (two passes each, guidance) of a
 540P x 97-frame window: first whole on every GPU, then split over the N ranks by
-``generators/skyreels/parallel.py`` (Ulysses when the heads divide by N, else ring; ``--ring`` forces
-ring). Rank 0 prints a row and appends it to ``--out``: s/step whole and split, the speedup, peak memory,
-and the largest difference between the split and the whole output (bf16, so not zero).
+``generators/skyreels/parallel.py`` as a render splits it: Ulysses over the largest part of N that divides
+the heads, ring attention over the rest (DF-1.3B's 12 heads on 8 GPUs: Ulysses 4 x ring 2); ``--ring``
+makes it all ring. The attention kernel is the one the render would take (``--attention``, default auto: a
+kernel that returns the log-sum-exp when there is a ring part), for the whole pass and the split one alike.
+Rank 0 prints a row and appends it to ``--out``: s/step whole and split, the speedup, peak memory, and the
+largest difference between the split and the whole output (bf16, so not zero).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=544)
     parser.add_argument("--ring", action="store_true", help="ring attention even where Ulysses fits")
+    parser.add_argument("--attention", default="auto", help="auto, cudnn, flash, sdpa or sage")
     parser.add_argument("--tiny", action="store_true", help="a toy model on the CPU: checks the script runs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -44,7 +47,8 @@ def main() -> None:
     import torch
     import torch.distributed as dist
 
-    from storyreel.generators.skyreels.parallel import enable_sequence_parallel
+    from storyreel.generators.skyreels.attention import choose_kernel, set_kernel
+    from storyreel.generators.skyreels.parallel import attention_split, enable_sequence_parallel, split_kernel
     from storyreel.generators.skyreels.quirks import keep_attention_bidirectional, modulate_per_frame
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -64,15 +68,19 @@ def main() -> None:
     model = build_transformer(spec, device, dtype)
     keep_attention_bidirectional(model)
     modulate_per_frame(model)
+    heads, head_dim = model.config.num_attention_heads, model.config.attention_head_dim
+    planned = attention_split(heads, world, ring=args.ring)
+    # the kernel a render takes for this split: one head stands for "all ring" when --ring asks for it
+    wanted = split_kernel(torch, args.attention, device, 1 if args.ring else heads, world, head_dim, name)
+    kernel = choose_kernel(torch, wanted, device, head_dim)
+    set_kernel(model, kernel)
     inputs = window_inputs(spec, frames, width, height, device, dtype)
     with torch.no_grad():
         whole = model(**inputs)[0]
     whole_step, whole_peak = time_steps(model, inputs, device, args.steps)
 
-    # diffusers maps a rank to an accelerator; a CPU has none (device_count 0)
-    count = torch.accelerator.device_count() if cuda else 1
-    with mock.patch.object(torch.accelerator, "device_count", return_value=count):
-        kind = enable_sequence_parallel(model, world, ring=args.ring)
+    layout = enable_sequence_parallel(model, world, ring=args.ring)
+    assert layout == planned
     with torch.no_grad():
         split = model(**inputs)[0]
     split_step, split_peak = time_steps(model, inputs, device, args.steps)
@@ -82,7 +90,8 @@ def main() -> None:
         row = {
             "model": name,
             "gpus_per_shot": world,
-            "attention": kind,
+            "attention": str(layout),
+            "kernel": kernel.name,
             "device": torch.cuda.get_device_name() if cuda else "cpu",
             "frames": frames,
             "width": width,
@@ -97,7 +106,8 @@ def main() -> None:
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         print(
-            f"{name} x{world} ({kind}): {whole_step:.3f} s/step whole, {split_step:.3f} s/step split, "
+            f"{name} x{world} ({layout}, {kernel.name}): {whole_step:.3f} s/step whole, "
+            f"{split_step:.3f} s/step split, "
             f"{whole_step / split_step:.2f}x; max |split - whole| {difference:.3g}"
         )
         out = args.out or RESULTS / f"sequence_parallel-{row['device'].replace(' ', '-')}.json"

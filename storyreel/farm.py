@@ -1,11 +1,20 @@
 """Stage 4 on many GPUs: a film's shots made by Ray workers (``render --workers N``).
 
 A film is mostly independent chains of shots (every cut starts one; a continuing shot needs its
-parent's tail frames). Here the render's driver (the ``storyreel render`` process) starts one Ray
-actor per worker, each holding one GPU (or ``gpus_per_shot`` GPUs; on a machine without GPUs, one
-CPU thread). Each worker loads the generator once and makes whole shots through
-:func:`storyreel.shot_job.make_shot`, the same code a one-process render runs, writing into the same
-render folder and shot cache (a path every node must see).
+parent's tail frames). Here the render's driver (the ``storyreel render`` process) starts Ray workers. A
+worker is one Ray actor holding one GPU (on a machine without GPUs, one CPU thread) or, with
+``--gpus-per-shot G``, a *gang* of G actors of one GPU each, packed on one node (a placement group,
+STRICT_PACK, so that they talk over the node's links) and joined in one ``torch.distributed`` process
+group (NCCL; gloo on CPUs), that make each shot together: the transformer's sequence is split over them
+(``generators/skyreels/parallel.py``). Each worker loads the generator once and makes whole shots through
+:func:`storyreel.shot_job.make_shot`, the same code a one-process render runs, writing into the same render
+folder and shot cache (a path every node must see).
+
+In a gang, rank 0 runs ``make_shot`` as a one-process worker does: it alone reads and writes the shot cache
+and the render folder, and returns the shot. Each call it makes to the generator is first sent to the other
+ranks over the process group (:meth:`ShotWorker.follow`), which make the same call (the same request, seed
+and inputs) and keep nothing. So whether a shot comes from the cache, and what the out-of-memory ladder
+tries, is decided once, by rank 0, and the ranks never disagree about what runs.
 
 The driver schedules with :mod:`storyreel.schedule`: whenever a worker is free it takes, among the
 shots whose parent is made, the one with the longest remaining chain of the plan's cost estimate, so
@@ -16,13 +25,15 @@ render started again finds them there.
 
 What can go wrong, and what happens:
 
-- a worker's process dies mid-shot (killed, out of host memory): its shot goes to a new worker,
-  made from the same job, so the film does not change;
-- Ctrl-C: the workers are stopped; every finished shot is in the shot cache and the same command
-  resumes from there (as does a driver that was killed);
+- a worker's process dies mid-shot (killed, out of host memory), or any rank of a gang: the worker (the
+  whole gang) is stopped and a new one takes its shot, made from the same job, so the film does not change;
+- one rank of a gang fails a shot alone: the others are left waiting for it in a collective, so the gang
+  is replaced, and the failure is the shot's, as in one process;
+- Ctrl-C: every worker's processes are stopped; every finished shot is in the shot cache and the same
+  command resumes from there (as does a driver that was killed);
 - a shot that fits in no GPU memory is skipped with the shots that continue it, as in one process.
 
-Ray is imported only here, and only when a render asks for workers.
+Ray is imported only here, and only when a render asks for workers; torch only in the workers.
 
 >>> ClusterSettings.checked(2, None, 1, None).workers
 2
@@ -31,16 +42,23 @@ Ray is imported only here, and only when a render asks for workers.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import GenerationError, OutOfMemory, StoryreelError, UserError
-from .generate import Generator, GeneratorOptions
+from .generate import (
+    Generator,
+    GeneratorOptions,
+    LazyGenerator,
+    ProgressCallback,
+    ShotRequest,
+    ignore_progress,
+)
 from .manifest import Manifest, ShotEntry, WorkerEntry, utc_now
 from .schedule import remaining_paths
 from .shot_job import ShotJob
@@ -62,12 +80,19 @@ GPUS_PER_SHOT = (1, 2, 4, 8)
 MAX_TRIES = 3
 # How long a ray://host:port or host:port address may take to answer before the render stops.
 CONNECT_SECONDS = 5.0
+# Once one rank of a gang has failed a shot, how long the others may take to answer: the same failure on
+# every rank answers at once, and a rank that died is known to Ray within a second or two. Ranks still
+# busy after this are waiting for the failed one in a collective, and the gang is replaced.
+SETTLE_SECONDS = 10.0
+# How long a rank waits in one collective before its process group counts as broken (NCCL's default).
+GROUP_TIMEOUT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
     """Where a render's workers run: ``workers`` of them (None: one per GPU of a cluster joined at
-    ``address``), each holding ``gpus_per_shot`` GPUs when the cluster has GPUs."""
+    ``address``), each splitting every shot over ``gpus_per_shot`` GPUs (over as many CPU processes on a
+    cluster without GPUs, or with ``--device cpu``)."""
 
     workers: int | None
     address: str | None
@@ -81,7 +106,9 @@ class ClusterSettings:
         gpus_per_shot: int,
         generator: str | Generator | None,
     ) -> ClusterSettings:
-        """The settings, once the checks that need neither the storyboard nor Ray have passed."""
+        """The settings, once the checks that need neither the storyboard nor Ray have passed. Whether the
+        model can be split over ``gpus_per_shot`` (its attention heads, the kernel) is the generator's
+        check, with the plan's."""
         if workers is not None and workers < 1:
             raise UserError(
                 f"--workers {workers}: a render needs at least one worker; use --workers 1 or more"
@@ -100,28 +127,6 @@ class ClusterSettings:
         if address is not None and address != "auto":
             _check_reachable(address)
         return cls(workers, address, gpus_per_shot)
-
-    def check_model(self, options: GeneratorOptions) -> None:
-        """``gpus_per_shot`` must divide the model's attention heads: each GPU holds whole heads."""
-        if self.gpus_per_shot == 1 or options.model is None:
-            return
-        from .models import resolve_model
-
-        ref = resolve_model(options.model, options.base_dir)
-        heads = None
-        if ref.folder is not None:
-            try:
-                config = json.loads((ref.folder / "transformer" / "config.json").read_text(encoding="utf-8"))
-                heads = int(config["num_attention_heads"])
-            except (OSError, ValueError, KeyError, TypeError):
-                heads = None
-        if heads is not None and heads % self.gpus_per_shot:
-            fits = [n for n in GPUS_PER_SHOT if heads % n == 0]
-            raise UserError(
-                f"--gpus-per-shot {self.gpus_per_shot} does not divide the {heads} attention heads of "
-                f"model '{options.model}' (each GPU holds whole heads); use --gpus-per-shot "
-                + " or ".join(map(str, fits))
-            )
 
 
 def _check_reachable(address: str) -> None:
@@ -173,12 +178,15 @@ class WorkerReply:
 
 
 class ShotWorker:
-    """One worker: the generator loaded once, then whole shots made one at a time (a Ray actor's class)."""
+    """One worker process: the generator loaded once, then whole shots made one at a time (a Ray actor's class).
+
+    In a gang it is one rank of the process group (:meth:`join`): rank 0 makes the shots (:meth:`make`), the
+    other ranks make every generator call rank 0 makes, alongside it (:meth:`follow`).
+    """
 
     def __init__(self, worker_id: str, setup: WorkerSetup):
         from .backends import GENERATORS, load_backend
         from .cache import ShotCache
-        from .generate import LazyGenerator
         from .render_folder import RenderFolder
         from .shot_job import ShotWork
 
@@ -187,7 +195,10 @@ class ShotWorker:
         self.id = worker_id
         self.setup = setup
         self.notes: list[str] = []
-        self.engine = LazyGenerator(load_backend(GENERATORS, setup.generator), setup.options)
+        self.rank, self.ranks = 0, 1
+        self.calls: Any = None  # a gang's process group for generator calls (gloo: they are small)
+        self.backend = load_backend(GENERATORS, setup.generator)
+        self.engine = LazyGenerator(self.backend, setup.options)
         cache = ShotCache(setup.cache, warn=self.notes.append) if setup.cache is not None else None
         self.work = ShotWork(
             folder=RenderFolder(setup.folder),
@@ -201,10 +212,56 @@ class ShotWorker:
         )
 
     def describe(self) -> dict[str, Any]:
-        """Where this worker runs: its node's address and its process id."""
+        """Where this process runs: its node's address, its process id and the GPUs Ray gave it."""
         import ray
 
-        return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "started": utc_now()}
+        return {
+            "node": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+            "started": utc_now(),
+            "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+        }
+
+    def rendezvous(self) -> str:
+        """``host:port`` where a gang's process group meets: this node's address and a port free on it (rank 0)."""
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        return f"{host}:{port}"
+
+    def join(self, address: str, rank: int, ranks: int, gpu_ids: list[str]) -> None:
+        """Become ``rank`` of a gang of ``ranks`` processes whose group meets at ``address``, with NCCL over
+        ``gpu_ids`` (the gang's GPUs, rank order) or, without GPUs, gloo."""
+        import torch
+        import torch.distributed as dist
+
+        options = replace(self.setup.options, sequence_parallel=ranks)
+        backend = "gloo"
+        if gpu_ids:
+            backend = "nccl"
+            if not torch.cuda.is_initialized():
+                # Ray shows each process its own GPU only; NCCL then passes data between the gang's GPUs
+                # through host memory. Seeing every GPU of the gang, it takes the node's links (NVLink, PCIe).
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+                index = rank
+            else:
+                index = 0
+            torch.cuda.set_device(index)
+            options = replace(options, device=f"cuda:{index}")
+        dist.init_process_group(
+            backend, init_method=f"tcp://{address}", rank=rank, world_size=ranks, timeout=GROUP_TIMEOUT
+        )
+        self.calls = dist.new_group(backend="gloo")
+        self.rank, self.ranks = rank, ranks
+        self.engine = (
+            _LeadingEngine(self.backend, options, self._send)
+            if rank == 0
+            else LazyGenerator(self.backend, options)
+        )
+        self.work = replace(self.work, generator=self.engine)
 
     def load(self) -> None:
         """Load the generator now (it would load on the first shot): workers load in parallel, before any
@@ -214,7 +271,8 @@ class ShotWorker:
         self.engine.get()
 
     def make(self, job: ShotJob) -> WorkerReply:
-        """Make (or reuse from the cache) one shot, exactly as a render in one process does."""
+        """Make (or reuse from the cache) one shot, exactly as a render in one process does (rank 0 of a gang:
+        the other ranks follow its generator calls until it tells them the shot is over)."""
         from .shot_job import make_shot
 
         if self.setup.threads is not None and self.engine.owned is None:
@@ -222,10 +280,47 @@ class ShotWorker:
         self.notes = []
         self.work = replace(self.work, note=self.notes.append)
         started, clock = utc_now(), time.perf_counter()
-        result = make_shot(job, self.work)
+        if isinstance(self.engine, _LeadingEngine):
+            self.engine.sent = False
+        try:
+            result = make_shot(job, self.work)
+        except BaseException:
+            # Before any generator call the other ranks wait for one: they are told the shot is over. After one,
+            # they may be inside the model waiting for this rank and would never hear it: the driver stops them.
+            if isinstance(self.engine, _LeadingEngine) and not self.engine.sent:
+                self._send(None)
+            raise
+        if self.ranks > 1:
+            self._send(None)  # the shot is over
         return WorkerReply(
             result.entry, result.tail, started, utc_now(), time.perf_counter() - clock, list(self.notes)
         )
+
+    def follow(self) -> None:
+        """A rank other than 0, for one shot: make each generator call rank 0 sends, until it sends None. The
+        frames are rank 0's to keep; this rank computes its part of them and writes nothing. Any failure but
+        running out of memory (which rank 0 meets too, and answers with its next, smaller call) ends the shot
+        here: the driver then has both ranks' answers, or stops a rank that waits in vain."""
+        if self.setup.threads is not None and self.engine.owned is None:
+            self._limit_threads()
+        generator = self.engine.get()
+        while (request := self._receive()) is not None:
+            try:
+                generator.generate(request)
+            except OutOfMemory:
+                generator.release_memory()
+
+    def _send(self, request: ShotRequest | None) -> None:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list([request], src=0, group=self.calls)
+
+    def _receive(self) -> ShotRequest | None:
+        import torch.distributed as dist
+
+        box: list[ShotRequest | None] = [None]
+        dist.broadcast_object_list(box, src=0, group=self.calls)
+        return box[0]
 
     def _limit_threads(self) -> None:
         try:
@@ -236,16 +331,55 @@ class ShotWorker:
         torch.set_num_threads(self.setup.threads)
 
 
+class _LeadingEngine(LazyGenerator):
+    """Rank 0's generator in a gang: every ``generate`` call is first sent to the other ranks, which make the
+    same call alongside (:meth:`ShotWorker.follow`); each holds part of the split sequence."""
+
+    def __init__(
+        self, backend: type[Generator], options: GeneratorOptions, send: Callable[[ShotRequest], None]
+    ):
+        super().__init__(backend, options)
+        self.send = send
+        self.sent = False  # whether this shot has called the generator (and so the other ranks) yet
+
+    def get(self, progress: ProgressCallback = ignore_progress) -> Generator:
+        new = self.owned is None
+        generator = super().get(progress)
+        if new:
+            own = generator.generate
+
+            def generate(request: ShotRequest, progress: ProgressCallback = ignore_progress) -> Any:
+                self.sent = True
+                self.send(request)
+                return own(request, progress)
+
+            generator.generate = generate  # type: ignore[method-assign]
+        return generator
+
+
 # --- the driver ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What each worker is: ``ranks`` processes (a gang when more than one) of ``gpus`` GPUs each (0: on CPU,
+    with ``threads`` threads each)."""
+
+    ranks: int
+    gpus: int
+    threads: int | None
 
 
 @dataclass
 class _Worker:
     id: str
-    actor: Any
-    gpus: int
+    actors: list[Any]  # one per process: rank 0 first
+    gpus: int  # GPUs of each process
+    group: Any = None  # a gang's placement group
     node: str = ""
     pid: int = 0
+    pids: list[int] = field(default_factory=list)
+    gpu_ids: list[str] = field(default_factory=list)
     started: str = ""
     ended: str | None = None
     shots: list[str] = field(default_factory=list)
@@ -256,12 +390,26 @@ class _Worker:
             id=self.id,
             node=self.node,
             pid=self.pid,
-            gpus=self.gpus,
+            gpus=self.gpus * len(self.actors),
+            gpu_ids=self.gpu_ids,
+            ranks=self.pids if len(self.actors) > 1 else [],
             shots=self.shots,
             busy_seconds=round(self.busy, 3),
             started=self.started,
             ended=self.ended,
         )
+
+
+@dataclass
+class _Handed:
+    """A shot handed to a worker: one call per process of the worker (rank 0's first), and their answers."""
+
+    worker: _Worker
+    shot_id: str
+    calls: list[Any]  # Ray object refs
+    reply: WorkerReply | None = None
+    errors: dict[int, BaseException] = field(default_factory=dict)  # by rank
+    settle_by: float | None = None  # once a rank failed: when the others stop being waited for
 
 
 def generate_on_cluster(
@@ -287,7 +435,7 @@ def generate_on_cluster(
     started_here = _connect(ray, cluster)
     pool: list[_Worker] = []
     try:
-        gpus, threads = _place(ray, cluster, options)
+        shape = _place(ray, cluster, options)
         setup = WorkerSetup(
             generator=generator,
             options=_portable(options),
@@ -296,24 +444,19 @@ def generate_on_cluster(
             reuse=reuse,
             storyboard=storyboard,
             transformer=transformer,
-            threads=threads,
+            threads=shape.threads,
         )
         count = cluster.workers or max(1, int(ray.cluster_resources().get("GPU", 0)) // cluster.gpus_per_shot)
-        report.note(
-            f"rendering on {count} Ray worker(s)"
-            + (f", {gpus} GPU(s) each" if gpus else ", on CPU, one thread each")
-        )
-        for _ in range(count):
-            pool.append(_start_worker(ray, setup, gpus, len(pool)))
-        _describe(ray, pool)
+        report.note(f"rendering on {count} Ray worker(s), " + _describe_shape(shape))
+        pool.extend(_start_workers(ray, setup, shape, 0, count))
         if any(not _cached(cache, reuse, cache_keys[shot.id]) for shot in order):
-            ray.get([worker.actor.load.remote() for worker in pool])
-        _run(ray, pool, setup, gpus, order, prompts, cache_keys, costs, manifest, folder, report)
+            _answers(ray, [actor.load.remote() for worker in pool for actor in worker.actors])
+        _run(ray, pool, setup, shape, order, prompts, cache_keys, costs, manifest, folder, report)
     finally:
         manifest.workers = [worker.entry() for worker in pool]
         for worker in pool:
             if worker.ended is None:
-                ray.kill(worker.actor)
+                _stop(ray, worker)
         if started_here:
             ray.shutdown()
 
@@ -349,7 +492,7 @@ def _connect(ray: Any, cluster: ClusterSettings) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     workers = cluster.workers or 1
     ray.init(
-        num_cpus=workers,
+        num_cpus=workers * cluster.gpus_per_shot,  # what workers on CPU take: one CPU a process
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
@@ -359,9 +502,10 @@ def _connect(ray: Any, cluster: ClusterSettings) -> bool:
     return True
 
 
-def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> tuple[int, int | None]:
-    """GPUs per worker (0: workers on CPU) and the CPU threads of a worker on CPU; the checks of the cluster's
-    size against the workers asked for."""
+def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> _Shape:
+    """What each worker is, once the cluster's size is checked against the workers asked for. Without GPUs (or
+    with ``--device cpu``), ``--gpus-per-shot N`` splits each shot over N CPU processes: slower than one, but
+    the same path as on GPUs."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
     on_cpu = options.device is not None and options.device.startswith("cpu")
     wants_gpu = options.device is not None and options.device.startswith("cuda")
@@ -372,9 +516,8 @@ def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> tup
                 f"--device {options.device}: the cluster has no GPU; leave --device out to use CPUs"
             )
         if per > 1:
-            why = "--device cpu puts the workers on CPUs, with no GPU" if on_cpu else "the cluster has no GPU"
-            raise UserError(f"--gpus-per-shot {per}: {why} to split a shot over; leave --gpus-per-shot out")
-        return 0, 1
+            _check_gangs_fit(ray, "CPU", per, cluster.workers or 1)
+        return _Shape(ranks=per, gpus=0, threads=1)
     if gpus % per:
         raise UserError(
             f"--gpus-per-shot {per} does not divide the cluster's {gpus} GPU(s); use a divisor of {gpus}"
@@ -386,13 +529,37 @@ def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> tup
             f"cluster has {gpus}; use --workers {most} or fewer"
         )
     if per > 1:
-        # The transformer's plan for it is written and checked (generators/skyreels/parallel.py, measured by
-        # benchmarks/sequence_parallel.py), but a worker does not yet run one shot as a group of processes.
+        _check_gangs_fit(ray, "GPU", per, cluster.workers or gpus // per)
+    return _Shape(ranks=per, gpus=1, threads=None)
+
+
+def _check_gangs_fit(ray: Any, resource: str, per: int, workers: int) -> None:
+    """A gang's processes share one node: refuse a split no node has room for (Ray would wait for it forever)."""
+    nodes = [node["Resources"].get(resource, 0) for node in ray.nodes() if node.get("Alive")]
+    largest = int(max(nodes, default=0))
+    what = "GPUs" if resource == "GPU" else "CPUs"
+    if largest < per:
         raise UserError(
-            f"--gpus-per-shot {per}: a render cannot split one shot over GPUs yet; leave --gpus-per-shot out "
-            "(each worker then makes whole shots on one GPU)"
+            f"--gpus-per-shot {per}: the processes that split a shot run on one node, and the cluster's largest "
+            f"has {largest} {what}; use --gpus-per-shot {largest if largest in GPUS_PER_SHOT else 1} or less"
         )
-    return per, None
+    room = sum(int(n) // per for n in nodes)
+    if room < workers:
+        raise UserError(
+            f"--workers {workers} with --gpus-per-shot {per} needs {workers} nodes' worth of {per} {what}, and the "
+            f"cluster has room for {room}; use --workers {max(room, 1)} or fewer"
+        )
+
+
+def _describe_shape(shape: _Shape) -> str:
+    if shape.ranks > 1 and shape.gpus:
+        return f"each splitting every shot over {shape.ranks} GPUs (one node's, NCCL)"
+    if shape.ranks > 1:
+        return (
+            f"each splitting every shot over {shape.ranks} CPU processes (gloo): a check of the split, not a "
+            "speed-up"
+        )
+    return f"{shape.gpus} GPU each" if shape.gpus else "on CPU, one thread each"
 
 
 def _portable(options: GeneratorOptions) -> GeneratorOptions:
@@ -400,34 +567,105 @@ def _portable(options: GeneratorOptions) -> GeneratorOptions:
     from .models import resolve_model
 
     model = options.model
+    base = options.base_dir.resolve() if options.base_dir is not None else None
     if model is not None:
         ref = resolve_model(model, options.base_dir)
-        if ref.folder is not None and ref.hub_id is None:
+        # A folder found beside the storyboard keeps its name (every shot's plan names the model as written,
+        # and the generator holds them to it): the absolute base folder finds it on every node.
+        beside = (
+            base is not None and ref.folder is not None and ref.folder.resolve() == (base / model).resolve()
+        )
+        if ref.folder is not None and ref.hub_id is None and not beside:
             model = str(ref.folder.resolve())
-    base = options.base_dir.resolve() if options.base_dir is not None else None
     return replace(options, model=model, base_dir=base)
 
 
-def _start_worker(ray: Any, setup: WorkerSetup, gpus: int, number: int) -> _Worker:
+def _start_workers(ray: Any, setup: WorkerSetup, shape: _Shape, first: int, count: int) -> list[_Worker]:
+    """Start ``count`` workers, numbered from ``first``, and wait until each is ready for shots: its processes
+    up and, for a gang, joined in their process group."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
     actor_class = ray.remote(ShotWorker)
-    actor = actor_class.options(num_cpus=0 if gpus else 1, num_gpus=gpus, max_restarts=0).remote(
-        f"w{number}", setup
+    resources = {"num_cpus": 0 if shape.gpus else 1, "num_gpus": shape.gpus, "max_restarts": 0}
+    workers = []
+    for number in range(first, first + count):
+        name = f"w{number}"
+        if shape.ranks == 1:
+            workers.append(_Worker(name, [actor_class.options(**resources).remote(name, setup)], shape.gpus))
+            continue
+        bundle = {"GPU": shape.gpus} if shape.gpus else {"CPU": 1}
+        group = placement_group([bundle] * shape.ranks, strategy="STRICT_PACK")  # one node
+        actors = [
+            actor_class.options(
+                **resources,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    group, placement_group_bundle_index=index
+                ),
+            ).remote(name, setup)
+            for index in range(shape.ranks)
+        ]
+        workers.append(_Worker(name, actors, shape.gpus, group=group))
+    _describe(ray, workers)
+    gangs = [worker for worker in workers if len(worker.actors) > 1]
+    addresses = _answers(ray, [gang.actors[0].rendezvous.remote() for gang in gangs])
+    _answers(
+        ray,
+        [
+            actor.join.remote(address, rank, len(gang.actors), gang.gpu_ids)
+            for gang, address in zip(gangs, addresses, strict=True)
+            for rank, actor in enumerate(gang.actors)
+        ],
     )
-    return _Worker(id=f"w{number}", actor=actor, gpus=gpus)
+    return workers
 
 
 def _describe(ray: Any, workers: list[_Worker]) -> None:
-    """Wait for workers to be up, and learn where each runs."""
-    described = ray.get([worker.actor.describe.remote() for worker in workers])
-    for worker, facts in zip(workers, described, strict=True):
-        worker.node, worker.pid, worker.started = facts["node"], facts["pid"], facts["started"]
+    """Wait for workers' processes to be up, and learn where each runs. A gang's ranks are numbered in the
+    order of their GPUs, so that rank r drives the r-th GPU the gang sees (as diffusers maps ranks to GPUs)."""
+    facts = _answers(ray, [[actor.describe.remote() for actor in worker.actors] for worker in workers])
+    for worker, described in zip(workers, facts, strict=True):
+        ranked = sorted(zip(described, worker.actors, strict=True), key=lambda pair: _gpu_order(pair[0]))
+        worker.actors = [actor for _, actor in ranked]
+        first = ranked[0][0]
+        worker.node, worker.pid, worker.started = first["node"], first["pid"], first["started"]
+        worker.pids = [fact["pid"] for fact, _ in ranked]
+        worker.gpu_ids = [gpu for fact, _ in ranked for gpu in fact["gpu_ids"]]
+
+
+def _gpu_order(fact: dict[str, Any]) -> tuple[int, str]:
+    gpus = fact["gpu_ids"]
+    if not gpus:
+        return (0, "")
+    return (int(gpus[0]), "") if gpus[0].isdigit() else (0, gpus[0])
+
+
+def _answers(ray: Any, calls: list[Any]) -> list[Any]:
+    """``ray.get``, with a storyreel error raised in a worker (a model that is not there, a kernel that does
+    not run there) raised here as itself."""
+    try:
+        return [ray.get(call) for call in calls]
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, StoryreelError):
+            raise exc.cause from None
+        raise GenerationError(f"a worker failed to start: {type(exc.cause).__name__}: {exc.cause}") from None
+
+
+def _stop(ray: Any, worker: _Worker) -> None:
+    """Stop every process of ``worker`` and give back what it held."""
+    from ray.util.placement_group import remove_placement_group
+
+    for actor in worker.actors:
+        ray.kill(actor)
+    if worker.group is not None:
+        remove_placement_group(worker.group)
 
 
 def _run(
     ray: Any,
     pool: list[_Worker],
     setup: WorkerSetup,
-    gpus: int,
+    shape: _Shape,
     order: list[ShotPlan],
     prompts: Mapping[str, ShotPrompt],
     cache_keys: Mapping[str, str],
@@ -452,7 +690,7 @@ def _run(
     jobs: dict[str, ShotJob] = {}
     tries: dict[str, int] = {}
     idle = list(pool)
-    running: dict[Any, tuple[_Worker, str]] = {}
+    waiting: dict[Any, _Handed] = {}  # every call not answered yet, and the shot it is part of
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}
     timeline = sorted(order, key=lambda shot: shot.timeline_index)
@@ -464,61 +702,66 @@ def _run(
             tails.skip(by_id[child])
             skip_below(child)
 
-    while ready or running:
-        while ready and idle:
-            _, _, shot_id = heapq.heappop(ready)
-            shot = by_id[shot_id]
-            if shot_id not in jobs:  # a job is made once: a retry reuses it, tail frames included
-                dispatched += 1
-                report.shot_started(shot, dispatched, len(order))
-                jobs[shot_id] = ShotJob(
-                    shot,
-                    prompts[shot_id],
-                    cache_keys[shot_id],
-                    tails.tail_for(shot),
-                    tails.need.get(shot_id, 0),
-                )
-            worker = idle.pop(0)
-            running[worker.actor.make.remote(jobs[shot_id])] = (worker, shot_id)
-            report.shot_on_worker(shot, worker.id, worker.pid)
-        done, _ = ray.wait(list(running), num_returns=1)
-        worker, shot_id = running.pop(done[0])
-        shot = by_id[shot_id]
-        try:
-            reply: WorkerReply = ray.get(done[0])
-        except ray.exceptions.RayActorError as exc:
+    def new_worker() -> _Worker:
+        (replacement,) = _start_workers(ray, setup, shape, len(pool), 1)
+        pool.append(replacement)
+        return replacement
+
+    def forget(handed: _Handed) -> None:
+        for call in handed.calls:
+            waiting.pop(call, None)
+
+    def settle(handed: _Handed, stuck: bool = False, died: BaseException | None = None) -> None:
+        """The shot's outcome, once every process of its worker answered, or one ``died``, or (``stuck``) the
+        others will never answer one that failed."""
+        worker, shot_id = handed.worker, handed.shot_id
+        forget(handed)
+        made = handed.reply is not None and not handed.errors
+        # A lost process, or a rank that failed alone (the others are out of step with it): the worker goes.
+        broken = died is not None or stuck or any(r > 0 for r in handed.errors)
+        if broken:
             worker.ended = utc_now()
+            _stop(ray, worker)
+        if died is not None and not made:
             tries[shot_id] = tries.get(shot_id, 0) + 1
             if tries[shot_id] >= MAX_TRIES:
                 raise GenerationError(
-                    f"shot '{shot_id}': {tries[shot_id]} workers died making it (last: {_died(exc)}); every "
+                    f"shot '{shot_id}': {tries[shot_id]} workers died making it (last: {_died(died)}); every "
                     "other finished shot is saved in the shot cache"
                 ) from None
-            replacement = _start_worker(ray, setup, gpus, len(pool))
-            pool.append(replacement)
-            _describe(ray, [replacement])
+            replacement = new_worker()
             report.note(
-                f"worker {worker.id} died while making shot '{shot_id}' ({_died(exc)}); shot '{shot_id}' goes "
-                f"to a new worker, {replacement.id}"
+                f"worker {worker.id} died while making shot '{shot_id}' ({_died(died)}); shot '{shot_id}' "
+                f"goes to a new worker, {replacement.id}"
             )
             idle.append(replacement)
             heapq.heappush(ready, (-below[shot_id], rank[shot_id], shot_id))
-            continue
-        except ray.exceptions.RayTaskError as exc:
+            return
+        if handed.errors:
+            cause = handed.errors.get(0) or next(iter(handed.errors.values()))
+            if not isinstance(cause, OutOfMemory):
+                if isinstance(cause, StoryreelError):
+                    raise cause from None
+                raise GenerationError(
+                    f"shot '{shot_id}' failed on worker {worker.id}: {type(cause).__name__}: {cause}"
+                ) from None
+            failed[shot_id] = str(cause)
+            report.note(str(cause))
+            skip_below(shot_id)
+            jobs.pop(shot_id)
+            idle.append(new_worker() if broken else worker)
+            return
+        if died is not None:
+            replacement = new_worker()
+            report.note(
+                f"worker {worker.id} lost a process after making shot '{shot_id}'; {replacement.id} replaces it"
+            )
+            idle.append(replacement)
+        else:
             idle.append(worker)
-            cause = exc.cause
-            if isinstance(cause, OutOfMemory):
-                failed[shot_id] = str(cause)
-                report.note(str(cause))
-                skip_below(shot_id)
-                jobs.pop(shot_id)
-                continue
-            if isinstance(cause, StoryreelError):
-                raise cause from None
-            raise GenerationError(
-                f"shot '{shot_id}' failed on worker {worker.id}: {type(cause).__name__}: {cause}"
-            ) from None
-        idle.append(worker)
+        reply = handed.reply
+        assert reply is not None
+        shot = by_id[shot_id]
         worker.shots.append(shot_id)
         worker.busy += reply.seconds
         for note in reply.notes:
@@ -534,6 +777,50 @@ def _run(
         report.shot_finished(shot, entries[shot_id])
         for child in children[shot_id]:
             heapq.heappush(ready, (-below[child], rank[child], child))
+
+    while ready or waiting:
+        while ready and idle:
+            _, _, shot_id = heapq.heappop(ready)
+            shot = by_id[shot_id]
+            if shot_id not in jobs:  # a job is made once: a retry reuses it, tail frames included
+                dispatched += 1
+                report.shot_started(shot, dispatched, len(order))
+                jobs[shot_id] = ShotJob(
+                    shot,
+                    prompts[shot_id],
+                    cache_keys[shot_id],
+                    tails.tail_for(shot),
+                    tails.need.get(shot_id, 0),
+                )
+            worker = idle.pop(0)
+            leader, *others = worker.actors
+            calls = [leader.make.remote(jobs[shot_id]), *(actor.follow.remote() for actor in others)]
+            handed = _Handed(worker, shot_id, calls)
+            waiting.update(dict.fromkeys(calls, handed))
+            report.shot_on_worker(shot, worker.id, worker.pid)
+        deadlines = [h.settle_by for h in waiting.values() if h.settle_by is not None]
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        done, _ = ray.wait(list(waiting), num_returns=1, timeout=timeout)
+        if not done:  # ranks still busy long after another failed: waiting for it, in vain
+            for handed in {id(h): h for h in waiting.values()}.values():
+                if handed.settle_by is not None and handed.settle_by <= time.monotonic():
+                    settle(handed, stuck=True)
+            continue
+        handed = waiting.pop(done[0])
+        index = handed.calls.index(done[0])
+        try:
+            answer = ray.get(done[0])
+        except ray.exceptions.RayActorError as exc:
+            settle(handed, died=exc)
+            continue
+        except ray.exceptions.RayTaskError as exc:
+            handed.errors[index] = exc.cause
+            handed.settle_by = handed.settle_by or time.monotonic() + SETTLE_SECONDS
+        else:
+            if index == 0:
+                handed.reply = answer
+        if not any(call in waiting for call in handed.calls):
+            settle(handed)
     if failed:
         raise OutOfMemory(
             f"{len(failed)} shot(s) could not be generated; every other shot is saved and will be reused:\n"

@@ -151,6 +151,9 @@ class GeneratorOptions:
     attention: str = "auto"  # auto | flash3 | sage | flash | cudnn | sdpa: the attention kernel
     compile: str = "auto"  # auto (on for CUDA) | true | false: compile the repeated transformer blocks
     precision: str = "bf16"  # bf16 | fp8 (lossy): the transformer's weights and matrix products
+    # Processes each shot's transformer is split over (render --gpus-per-shot), the ranks of the torch.distributed
+    # group the generator is loaded in; 1: each shot is made whole, in this process
+    sequence_parallel: int = 1
 
 
 class Generator(ABC):
@@ -224,11 +227,17 @@ class Generator(ABC):
             "windows": [window.model_dump() for window in shot.windows],
         }
 
-    @classmethod  # noqa: B027 - accepting every shot is the default
+    @classmethod
     def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
         """Refuse, before any prompt is enhanced or model loaded, shots these options cannot make (a model
         that is not on this machine, a shot its pipeline cannot run), raising a UserError that says why.
-        The default accepts every shot."""
+        The default accepts every shot, made whole: a generator that splits a shot over processes
+        (``options.sequence_parallel``) says so by overriding this."""
+        if options.sequence_parallel > 1:
+            raise UserError(
+                f"--gpus-per-shot {options.sequence_parallel}: the {cls.name} generator makes each shot whole, "
+                "in one process; leave --gpus-per-shot out (a model's transformer can be split: --model)"
+            )
 
     @classmethod
     def reserved_bottom(cls, width: int, height: int) -> int:

@@ -181,12 +181,23 @@ class WorkerEntry(_Entry):
 
     id: str
     node: str = Field(description="the machine it ran on (its address)")
-    pid: int
+    pid: int = Field(description="its process; for a worker that splits each shot, rank 0's")
     gpus: int = Field(description="GPUs it held; 0 for a worker on CPU")
+    gpu_ids: list[str] = Field(
+        default_factory=list, description="the GPUs it held, as its node numbers them; empty on CPU"
+    )
+    ranks: list[int] = Field(
+        default_factory=list,
+        description="for a worker that splits each shot over processes (--gpus-per-shot): each rank's "
+        "process, rank 0 first; empty for a worker of one process",
+    )
     shots: list[str] = Field(description="the shots it made or reused, in the order it took them")
     busy_seconds: float
     started: str = Field(description="when it was ready for its first shot (ISO 8601, UTC)")
-    ended: str | None = Field(None, description="when it died, for a worker whose process was lost")
+    ended: str | None = Field(
+        None,
+        description="when it was lost: a process died, or one rank of a split worker failed a shot alone",
+    )
 
 
 class Manifest(_Entry):

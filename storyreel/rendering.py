@@ -199,6 +199,7 @@ def render(
                 attention=plan.transformer.attention,
                 compile=plan.transformer.compile,
                 precision=plan.transformer.precision,
+                sequence_parallel=cluster.gpus_per_shot if cluster is not None else 1,
             )
         backend.check_plan(order, options)
         if any(shot.color_match for shot in order):
@@ -207,8 +208,6 @@ def render(
             require_colour_matching()
         _check_keyframe_model(board, order, name == ANIMATIC)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
-        if cluster is not None:
-            cluster.check_model(options)
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
 

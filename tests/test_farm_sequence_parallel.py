@@ -40,8 +40,6 @@ def _inputs(frames: int) -> dict:
 def _rank(rank: int, port: int, folder: str, frames: int, out: str, ring: bool = False) -> None:
     """One of the two processes: the whole transformer here, then its share of the split one (on GPU ``rank``
     when there are GPUs)."""
-    from unittest import mock
-
     import torch.distributed as dist
     from diffusers import SkyReelsV2Transformer3DModel
 
@@ -55,22 +53,32 @@ def _rank(rank: int, port: int, folder: str, frames: int, out: str, ring: bool =
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    # Ring attention runs on a kernel that returns the log-sum-exp (cuDNN, flash), in bf16 as on a render's GPUs
+    dtype = torch.bfloat16 if ring else torch.float32
     try:
         transformer = (
-            SkyReelsV2Transformer3DModel.from_pretrained(Path(folder) / "transformer").eval().to(device)
+            SkyReelsV2Transformer3DModel.from_pretrained(Path(folder) / "transformer")
+            .eval()
+            .to(device, dtype)
         )
         keep_attention_bidirectional(transformer)
         modulate_per_frame(transformer)
-        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in _inputs(frames).items()}
+        if ring:
+            from storyreel.generators.skyreels.attention import KERNELS, set_kernel
+            from storyreel.generators.skyreels.parallel import split_kernel
+
+            head_dim = transformer.config.attention_head_dim  # one head below: a split that is all ring
+            set_kernel(transformer, KERNELS[split_kernel(torch, "auto", device, 1, 2, head_dim, "tiny")])
+        inputs = {
+            k: v.to(device, dtype if v.is_floating_point() else v.dtype) if isinstance(v, torch.Tensor) else v
+            for k, v in _inputs(frames).items()
+        }
         with torch.no_grad():
             whole = transformer(**inputs)[0]
-            # diffusers maps a rank to an accelerator; a CPU machine has none (it reports 0 devices)
-            count = torch.accelerator.device_count() if cuda else 1
-            with mock.patch.object(torch.accelerator, "device_count", return_value=count):
-                kind = enable_sequence_parallel(transformer, 2, ring=ring)
-            split = transformer(**inputs)[0]
+            split = enable_sequence_parallel(transformer, 2, ring=ring)
+            parted = transformer(**inputs)[0]
         if rank == 0:
-            torch.save({"whole": whole.cpu(), "split": split.cpu(), "kind": kind}, out)
+            torch.save({"whole": whole.cpu(), "split": parted.cpu(), "kind": str(split)}, out)
     finally:
         dist.destroy_process_group()
 
@@ -86,7 +94,7 @@ def test_ulysses_over_two_processes_matches_one(frames: int, tmp_path: Path) -> 
     out = tmp_path / "outputs.pt"
     mp.spawn(_rank, args=(_free_port(), str(folder), frames, str(out)), nprocs=2, join=True)
     result = torch.load(out)
-    assert result["kind"] == "ulysses"
+    assert result["kind"] == "ulysses 2"
     assert result["whole"].shape == (1, 16, frames, 8, 8)
     # 5 latent frames of 16 tokens: 40 tokens a process, splitting frame 3 down the middle
     torch.testing.assert_close(result["split"], result["whole"], rtol=1e-5, atol=1e-5)
@@ -103,5 +111,6 @@ def test_ring_over_two_gpus_matches_one(tmp_path: Path) -> None:
     out = tmp_path / "outputs.pt"
     mp.spawn(_rank, args=(_free_port(), str(folder), 5, str(out), True), nprocs=2, join=True)
     result = torch.load(out)
-    assert result["kind"] == "ring"
-    torch.testing.assert_close(result["split"], result["whole"], rtol=1e-4, atol=1e-4)
+    assert result["kind"] == "ring 2"
+    # bf16, and the ring merges partial attention in another order than one kernel call sums it
+    torch.testing.assert_close(result["split"].float(), result["whole"].float(), rtol=3e-2, atol=3e-2)

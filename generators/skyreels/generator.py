@@ -9,7 +9,7 @@ import inspect
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from storyreel.errors import GenerationError, ModelNotFound, OutOfMemory, UserError
@@ -36,6 +36,7 @@ from .model_folder import (
     find_model,
     head_dim,
 )
+from .parallel import AttentionSplit, attention_heads, attention_split, enable_sequence_parallel, split_kernel
 from .prompts import PromptEmbeddings
 from .quirks import (
     keep_attention_bidirectional,
@@ -85,6 +86,7 @@ class SkyReelsGenerator(Generator):
         self.runtime = _runtime(torch, options, self.model)
         self._offload = options.offload
         self._loaded: _Loaded | None = None
+        self._split: AttentionSplit | None = None  # how each shot is split over processes, once loaded
 
     @classmethod
     def identity(cls, options: GeneratorOptions) -> str:
@@ -93,7 +95,12 @@ class SkyReelsGenerator(Generator):
         shot on a GPU is not the float32 shot a CPU makes, nor an FP8 one). Part of the cache key."""
         torch, _ = import_stack()
         model = find_model(options.model, options.base_dir) if options.model else None
-        return _runtime(torch, options, model).identity
+        identity = _runtime(torch, options, model).identity
+        ranks = options.sequence_parallel
+        if ranks > 1:  # a split shot sums in another order: close to the whole shot's frames, not the same
+            heads = attention_heads(model) if model is not None else None
+            identity += "/" + (attention_split(heads, ranks).identity if heads else f"split{ranks}")
+        return identity
 
     @classmethod
     def check_plan(cls, shots: Sequence[ShotPlan], options: GeneratorOptions) -> None:
@@ -115,7 +122,12 @@ class SkyReelsGenerator(Generator):
         """Keep the weights on the CPU from now on; render() asks for this when a shot runs out of GPU memory.
         Returns False when they already are, or when it cannot make room: float8 weights stay on the GPU, and
         a model that runs on the CPU has nowhere else to go. Compiled blocks run uncompiled from then on."""
-        if self._offload or self.runtime.fp8 or self.device.type == "cpu":
+        if (
+            self._offload
+            or self.runtime.fp8
+            or self.device.type == "cpu"
+            or self.options.sequence_parallel > 1
+        ):
             return False
         self._offload = True
         if self._loaded is not None:
@@ -220,6 +232,7 @@ class SkyReelsGenerator(Generator):
                 "compile": compiled,
                 "precision": self.runtime.precision,
                 "compiled_graphs": CompiledGraphs.total() - graphs,  # 0 once compiled: more is recompilation
+                **({"sequence_parallel": str(self._split)} if self._split is not None else {}),
                 "windows": [run.as_dict() for run in watch.windows],
                 "diffusers": self.diffusers_version,
                 **({"notes": loaded.notes} if loaded.notes else {}),
@@ -266,6 +279,9 @@ class SkyReelsGenerator(Generator):
         # The kernel, float8 layers and compiled blocks, on the weights where they run (offloading runs with
         # neither float8 nor compilation: see runtime).
         notes += apply_runtime(primary.transformer, self.runtime)
+        if self.options.sequence_parallel > 1:
+            # After the per-frame forward and the kernel are in place: the split wraps the forward it finds.
+            self._split = enable_sequence_parallel(primary.transformer, self.options.sequence_parallel)
         if model.family == DIFFUSION_FORCING:
             # Cls(**components) shares the loaded modules as they are; from_pipe would cast them to float32.
             pipelines = {
@@ -421,6 +437,18 @@ def _runtime(torch: Any, options: GeneratorOptions, model: ModelFolder | None) -
     """How the options run the transformer on the device they pick (the kernel probed at the model's head width)."""
     device = pick_device(torch, options.device)
     dtype = pick_dtype(torch, options.dtype, device)
+    if options.sequence_parallel > 1:  # a shot split over processes: a kernel that runs the split, or why not
+        if options.offload:
+            raise UserError(
+                f"--offload and --gpus-per-shot {options.sequence_parallel} do not go together: a split shot keeps "
+                "the weights on each GPU; leave one of them out"
+            )
+        heads = attention_heads(model) if model is not None else None
+        name = model.name if model is not None else str(options.model)
+        attention = split_kernel(
+            torch, options.attention, device, heads, options.sequence_parallel, head_dim(model), name
+        )
+        options = replace(options, attention=attention)
     return resolve_runtime(torch, options, device, dtype, head_dim(model))
 
 

@@ -25,16 +25,160 @@ The plan for the SkyReels-V2 transformer, as the generator runs it (``quirks.mod
 Every rank must call the transformer with the same inputs (the same seed); every rank gets the whole
 output. A block-causal mask (asynchronous diffusion forcing with causal attention, which the generator
 never builds: quirk 1) is not split, so the plan refuses a transformer with ``num_frame_per_block > 1``.
+
+How the ranks share attention (:func:`attention_split`): Ulysses gives each rank whole heads, so it takes
+the largest part of the ranks that divides the heads; the ranks left over pass key/value blocks round a
+ring. Ring attention merges partial results by their log-sum-exp, which only some kernels return
+(:data:`RING_KERNELS`: not torch's SDPA, so not on the CPU); :func:`split_kernel` picks or checks the
+kernel before any model loads.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from storyreel.errors import GenerationError, UserError
+
+from .attention import AUTO, KERNELS, choose_kernel
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["context_parallel_plan", "enable_sequence_parallel", "per_token_modulation", "sequence_split"]
+    from .model_folder import ModelFolder
+
+__all__ = [
+    "AttentionSplit",
+    "attention_split",
+    "context_parallel_plan",
+    "enable_sequence_parallel",
+    "per_token_modulation",
+    "sequence_split",
+    "split_kernel",
+]
+
+#: The splits a render offers (``--gpus-per-shot``).
+RANKS = (1, 2, 4, 8)
+#: storyreel's kernels that diffusers 0.42.1 runs on a split sequence, in the order ``auto`` tries them (sage is
+#: lossy: only by name). FlashAttention-3's backend (``_flash_3``) has no context-parallel form.
+SPLIT_KERNELS = ("cudnn", "flash", "sdpa", "sage")
+#: Of those, the ones that return the log-sum-exp ring attention needs: diffusers' SDPA raises on
+#: ``return_lse``, and it is the only kernel that runs on the CPU.
+RING_KERNELS = ("cudnn", "flash", "sage")
+
+
+@dataclass(frozen=True)
+class AttentionSplit:
+    """How the ranks of one shot share its attention: a ``ulysses`` x ``ring`` grid of ranks."""
+
+    ulysses: int
+    ring: int
+
+    @property
+    def ranks(self) -> int:
+        return self.ulysses * self.ring
+
+    @property
+    def identity(self) -> str:
+        """Part of a split shot's cache key: ``ulysses2``, ``ring2``, ``ulysses4xring2``."""
+        return "x".join(f"{kind}{degree}" for kind, degree in self._parts())
+
+    def __str__(self) -> str:
+        return " x ".join(f"{kind} {degree}" for kind, degree in self._parts())
+
+    def _parts(self) -> list[tuple[str, int]]:
+        return [
+            (kind, degree) for kind, degree in (("ulysses", self.ulysses), ("ring", self.ring)) if degree > 1
+        ]
+
+
+def attention_split(heads: int, ranks: int, *, ring: bool = False) -> AttentionSplit:
+    """Split a transformer of ``heads`` attention heads over ``ranks`` processes: Ulysses over the largest part
+    of the ranks that divides the heads, ring attention over the rest (all of them with ``ring``).
+
+    >>> print(attention_split(12, 2))  # DF-1.3B on 2 GPUs: 6 heads each
+    ulysses 2
+    >>> print(attention_split(12, 8))  # DF-1.3B on 8 GPUs: 4 Ulysses groups of 3 heads, 2 rings
+    ulysses 4 x ring 2
+    >>> print(attention_split(40, 8))  # DF-14B on 8 GPUs: 5 heads each
+    ulysses 8
+    >>> attention_split(3, 2), attention_split(12, 2, ring=True).identity
+    (AttentionSplit(ulysses=1, ring=2), 'ring2')
+    """
+    if heads < 1 or ranks < 1:
+        raise ValueError(f"heads and ranks must be at least 1, not {heads} and {ranks}")
+    ulysses = 1 if ring else math.gcd(heads, ranks)
+    return AttentionSplit(ulysses=ulysses, ring=ranks // ulysses)
+
+
+def attention_heads(model: ModelFolder) -> int | None:
+    """The attention heads of ``model``'s transformer, or None when its config cannot be read."""
+    try:
+        config = json.loads((model.path / "transformer" / "config.json").read_text(encoding="utf-8"))
+        return int(config["num_attention_heads"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def split_kernel(
+    torch: Any, requested: str, device: torch.device, heads: int | None, ranks: int, head_dim: int, model: str
+) -> str:
+    """The attention kernel (storyreel's name) a shot of ``model`` (``heads`` attention heads; None: unknown
+    until it loads) split over ``ranks`` processes runs with: ``requested`` when it can run the split,
+    ``auto``'s pick among those that can, or a UserError naming what to choose. Runs no model: on a GPU,
+    candidates are probed as :func:`~.attention.choose_kernel` probes them.
+
+    >>> import torch
+    >>> split_kernel(torch, "auto", torch.device("cpu"), 12, 2, 128, "DF-1.3B")
+    'sdpa'
+    """
+    name = requested.strip().lower()
+    if heads is None:  # checked when the transformer is split (enable_sequence_parallel)
+        return name
+    split = attention_split(heads, ranks)
+    *others, last = [str(n) for n in RANKS if heads % n == 0]
+    fits = f"{', '.join(others)} or {last}" if others else last
+    if split.ring > 1 and device.type != "cuda":
+        raise UserError(
+            f"--gpus-per-shot {ranks} does not divide the {heads} attention heads of model '{model}' (each "
+            f"rank of Ulysses attention holds whole heads), so each shot would be split as {split}; ring attention "
+            f"needs a kernel that returns the log-sum-exp ({', '.join(RING_KERNELS[:2])}), and none runs on the "
+            f"{device.type}; use --gpus-per-shot {fits}"
+        )
+    usable = RING_KERNELS if split.ring > 1 else SPLIT_KERNELS
+    if name == AUTO:
+        candidates: tuple[str, ...] = ("cudnn", "flash") if split.ring > 1 else ("cudnn", "flash", "sdpa")
+        if device.type != "cuda":
+            candidates = ("sdpa",)
+        for candidate in candidates:
+            try:
+                choose_kernel(torch, candidate, device, head_dim)
+            except UserError:
+                continue
+            return candidate
+        raise UserError(
+            f"--gpus-per-shot {ranks} splits each shot of model '{model}' as {split}, which needs the cudnn "
+            "or flash attention kernel, and neither runs on this GPU; install flash-attn (pip install flash-attn), "
+            f"or use --gpus-per-shot {fits}"
+        )
+    if name in KERNELS and name not in usable:
+        if split.ring > 1:
+            raise UserError(
+                f"attention '{name}' cannot run ring attention, which --gpus-per-shot {ranks} needs for the "
+                f"{heads} attention heads of model '{model}' (split as {split}): it does not return the "
+                "log-sum-exp; use --attention cudnn or --attention flash (or auto), or --gpus-per-shot "
+                f"{fits}"
+            )
+        raise UserError(
+            f"attention '{name}' cannot run on a sequence split over processes (--gpus-per-shot {ranks}): "
+            "diffusers' backend for it has no context-parallel form; use --attention cudnn or --attention flash "
+            "(or auto)"
+        )
+    return name
 
 
 def context_parallel_plan(num_layers: int) -> dict[str, Any]:
@@ -57,26 +201,52 @@ def context_parallel_plan(num_layers: int) -> dict[str, Any]:
     return plan
 
 
-def enable_sequence_parallel(transformer: Any, degree: int, *, ring: bool = False) -> str:
-    """Split ``transformer``'s sequence over ``degree`` ranks of the initialised process group.
+def enable_sequence_parallel(transformer: Any, degree: int, *, ring: bool = False) -> AttentionSplit:
+    """Split ``transformer``'s sequence over the ``degree`` ranks of the initialised process group.
 
-    Ulysses when the attention heads divide by ``degree``, else (or when ``ring``) ring attention, which
-    needs a kernel that returns the log-sum-exp (flash, cuDNN: not the CPU's). Returns which was chosen.
-    Call after ``quirks.modulate_per_frame``: diffusers' hooks wrap the forward the transformer has then.
+    Ulysses over the part of the ranks that divides the attention heads, ring attention over the rest (or
+    all ring, with ``ring``): :func:`attention_split`. Ring attention needs a kernel that returns the
+    log-sum-exp (:data:`RING_KERNELS`: not the CPU's). Returns the split. Call after
+    ``quirks.modulate_per_frame`` and after the attention kernel is set: diffusers' hooks wrap the forward
+    the transformer has then, and it refuses a kernel without a context-parallel form.
     """
+    import torch
     from diffusers import ContextParallelConfig
+    from torch.distributed.device_mesh import init_device_mesh
 
     if transformer.config.num_frame_per_block > 1:
         raise ValueError("sequence parallelism does not split a block-causal mask (num_frame_per_block > 1)")
-    heads = transformer.config.num_attention_heads
-    kind = "ring" if ring or heads % degree else "ulysses"
-    config = (
-        ContextParallelConfig(ring_degree=degree)
-        if kind == "ring"
-        else ContextParallelConfig(ulysses_degree=degree)
+    group = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if group != degree:
+        raise GenerationError(
+            f"splitting a shot over {degree} processes needs a torch.distributed group of {degree} (this process "
+            f"is in {'one of ' + str(group) if group > 1 else 'none'}); render --gpus-per-shot starts one"
+        )
+    split = attention_split(transformer.config.num_attention_heads, degree, ring=ring)
+    # The grid of ranks on the transformer's own device kind: a CPU transformer's collectives go over gloo
+    # even on a machine with GPUs.
+    mesh = init_device_mesh(
+        transformer.device.type, (split.ring, split.ulysses), mesh_dim_names=("ring", "ulysses")
     )
-    transformer.enable_parallelism(config=config, cp_plan=context_parallel_plan(len(transformer.blocks)))
-    return kind
+    config = ContextParallelConfig(ulysses_degree=split.ulysses, ring_degree=split.ring, mesh=mesh)
+    with _an_accelerator_counted(torch):
+        transformer.enable_parallelism(config=config, cp_plan=context_parallel_plan(len(transformer.blocks)))
+    return split
+
+
+@contextmanager
+def _an_accelerator_counted(torch: Any) -> Iterator[None]:
+    """diffusers maps a rank to ``rank % torch.accelerator.device_count()``, which divides by zero on a machine
+    without accelerators: count one there while the split is set up (the mesh given decides the devices)."""
+    if torch.accelerator.device_count() > 0:
+        yield
+        return
+    counted = torch.accelerator.device_count
+    torch.accelerator.device_count = lambda: 1
+    try:
+        yield
+    finally:
+        torch.accelerator.device_count = counted
 
 
 def sequence_split(transformer: Any) -> bool:

@@ -80,7 +80,10 @@ RayAddress = Annotated[
 ]
 GpusPerShot = Annotated[
     int,
-    typer.Option(help="GPUs to split one shot over (sequence parallelism): 1, 2, 4 or 8; only 1 renders yet"),
+    typer.Option(
+        help="GPUs of one node to split each shot over (sequence parallelism): 1, 2, 4 or 8; without GPUs "
+        "(or with --device cpu), as many CPU processes, which checks the path but is not faster"
+    ),
 ]
 
 # What Ctrl-C during a render kept, and how to go on from there: a --no-cache run would generate every
@@ -181,12 +184,13 @@ def _print_done(manifest: Manifest, folder: Path) -> None:
 
 def _print_workers(manifest: Manifest) -> None:
     """A cluster render's workers: the shots each took and how busy it was (the timeline is in the manifest)."""
-    table = Table("worker", "node", "pid", "shots", "busy", "", box=None, pad_edge=False)
+    table = Table("worker", "node", "pid", "gpus", "shots", "busy", "", box=None, pad_edge=False)
     for worker in manifest.workers:
         table.add_row(
             worker.id,
             worker.node,
-            str(worker.pid),
+            " ".join(map(str, worker.ranks)) or str(worker.pid),  # a split worker: every rank's process
+            ",".join(worker.gpu_ids) or "-",
             " ".join(worker.shots) or "-",
             f"{worker.busy_seconds:.1f}s",
             "[yellow]lost[/]" if worker.ended else "",
