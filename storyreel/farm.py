@@ -163,6 +163,7 @@ class WorkerSetup:
     storyboard: str | None
     transformer: dict[str, str] | None
     threads: int | None  # CPU threads a worker on CPU uses
+    cwd: str = field(default_factory=os.getcwd)  # the folder the render started in, where relative names lead
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,12 @@ class ShotWorker:
 
         if setup.threads is not None:
             os.environ["OMP_NUM_THREADS"] = str(setup.threads)
+        try:
+            # Ray starts a worker in a folder of its own choosing (on a cluster: wherever `ray start` ran):
+            # names relative to the render's starting folder, such as --model ./models/df, lead where they led.
+            os.chdir(setup.cwd)
+        except OSError:
+            pass  # not on this node: paths every node sees (docs/cluster.md) are absolute or beside the storyboard
         self.id = worker_id
         self.setup = setup
         self.notes: list[str] = []
@@ -563,21 +570,12 @@ def _describe_shape(shape: _Shape) -> str:
 
 
 def _portable(options: GeneratorOptions) -> GeneratorOptions:
-    """Options a worker in another process (or on another node) reads the same way: paths made absolute."""
-    from .models import resolve_model
-
-    model = options.model
+    """Options a worker in another process (or on another node) reads the same way: the storyboard's folder
+    made absolute. The model keeps its name as written, as every shot's plan names it (and the generator holds
+    the shots to it): each worker works in the render's starting folder (:class:`ShotWorker`), so a name
+    relative to that folder or to the storyboard finds the same model there."""
     base = options.base_dir.resolve() if options.base_dir is not None else None
-    if model is not None:
-        ref = resolve_model(model, options.base_dir)
-        # A folder found beside the storyboard keeps its name (every shot's plan names the model as written,
-        # and the generator holds them to it): the absolute base folder finds it on every node.
-        beside = (
-            base is not None and ref.folder is not None and ref.folder.resolve() == (base / model).resolve()
-        )
-        if ref.folder is not None and ref.hub_id is None and not beside:
-            model = str(ref.folder.resolve())
-    return replace(options, model=model, base_dir=base)
+    return replace(options, base_dir=base)
 
 
 def _start_workers(ray: Any, setup: WorkerSetup, shape: _Shape, first: int, count: int) -> list[_Worker]:

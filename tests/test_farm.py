@@ -126,12 +126,18 @@ def test_a_worker_killed_mid_shot_is_replaced_and_the_film_is_unchanged(
     assert len(manifest.workers) == 3  # the two, and the one that took over
 
 
-def test_the_tiny_skyreels_model_on_two_workers_makes_the_same_film(crosscut: Path, tmp_path: Path) -> None:
+def test_the_tiny_skyreels_model_on_two_workers_makes_the_same_film(
+    crosscut: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("diffusers")
     torch = pytest.importorskip("torch")
     from tiny_skyreels import build_tiny_skyreels
 
-    model = str(build_tiny_skyreels(tmp_path / "df"))
+    # The model named relative to the folder the render starts in (not beside the storyboard): the workers
+    # are handed its absolute path, and must still take it for the model every shot names.
+    build_tiny_skyreels(tmp_path / "df")
+    monkeypatch.chdir(tmp_path)
+    model = "df"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker runs: one thread, the same sums in the same order
     try:
