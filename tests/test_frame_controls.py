@@ -499,12 +499,27 @@ def test_plain_model_cannot_hold_an_end_frame(folder: Path, tmp_path_factory: py
 # --- the cache and the animatic ------------------------------------------------------------------------------------
 
 
-def test_the_clip_and_end_image_bytes_are_in_the_cache_key(folder: Path) -> None:
+def test_the_clip_and_end_image_bytes_are_in_the_cache_key(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storyreel.video
+
     glide = {**FRESH_ENDING, "transition": "cut"}  # a fresh shot ending on the same end image
     story = write_board(folder, [ENDING, EXTENDING, AFTER, glide])
+    decoded: list[Path] = []  # every video decoded frame by frame, in order
+    read_frames = storyreel.video.read_frames
+
+    def reading(path, *args, **kwargs):
+        decoded.append(Path(path))
+        return read_frames(path, *args, **kwargs)
+
+    monkeypatch.setattr(storyreel.video, "read_frames", reading)
     render(story, folder / "out")
+    assert folder / "take.mp4" in decoded  # the extension is made from the clip's last frames
+    decoded.clear()
     again = render(story, folder / "out")
     assert [e.cached for e in again.shots] == [True, True, True, True]
+    assert folder / "take.mp4" not in decoded  # a cached extension does not decode its clip
 
     make_clip(folder / "take.mp4", 20, source="testsrc2")  # another clip at the same path
     changed = render(story, folder / "out")
