@@ -171,17 +171,16 @@ def _reference_problems(board: Storyboard) -> list[Problem]:
 
 
 def _frame_control_problems(board: Storyboard, si: int, hi: int, shot: Shot) -> list[Problem]:
-    """``video:`` and ``end_image:`` on shots that can take them (see docs/storyboard.md).
+    """``video:`` on shots that can take it (see docs/storyboard.md).
 
     A clip is extended as a continuation is: the shot is conditioned on the clip's last frames, so it cannot
-    also continue other footage or start from an image. An end frame is held by SkyReels-V2's image-to-video
-    pipeline only, beside a start image: a continuation, a clip's extension and a fresh shot have none.
+    also continue other footage or start from an image. ``end_image:`` fits every shot (its latent frame is
+    held in the shot's last window, whatever starts the shot), so only its file is checked (with the assets).
     """
     base: Path_ = ("scenes", si, "shots", hi)
     problems: list[Problem] = []
-    continuing = board.is_continuing(si, hi)
     if shot.video is not None:
-        if continuing:
+        if board.is_continuing(si, hi):
             problems.append(
                 board.problem(
                     base + ("video",),
@@ -197,28 +196,6 @@ def _frame_control_problems(board: Storyboard, si: int, hi: int, shot: Shot) -> 
                     base + ("image",),
                     f"shot '{shot.id}' extends the clip '{shot.video}', so it cannot also start from an image",
                     "remove `image:` or `video:`",
-                    key=True,
-                )
-            )
-    if shot.end_image is not None:
-        if continuing or shot.video is not None:
-            what = "continues the previous footage" if continuing else f"extends the clip '{shot.video}'"
-            problems.append(
-                board.problem(
-                    base + ("end_image",),
-                    f"shot '{shot.id}' {what}; an end frame can only be held by a shot that starts from an "
-                    "image (the video-to-video pipeline has none)",
-                    "remove `end_image:`, or make the shot start from an image: `transition: cut` and `image:`",
-                    key=True,
-                )
-            )
-        elif shot.image is None:
-            problems.append(
-                board.problem(
-                    base + ("end_image",),
-                    f"shot '{shot.id}' has an end image but no start image; SkyReels-V2 holds an end frame "
-                    "only beside a start frame (the text-to-video pipeline has none)",
-                    "add `image:` with the frame the shot starts on, or remove `end_image:`",
                     key=True,
                 )
             )

@@ -46,15 +46,13 @@ def smaller_windows(shot: ShotPlan) -> list[ShotPlan]:
 def with_base_frames(shot: ShotPlan, base_num_frames: int) -> ShotPlan | None:
     """The same shot planned with another diffusion-forcing window length, or None if that window does not fit
     its overlap and causal blocks, or leaves a window or prefix of partial blocks. The frames are the same;
-    only the windows change. A shot that ends on an end image keeps its one window (none smaller works)."""
-    if shot.end_image is not None:
-        return None
+    only the windows change; an end image's held frame stays in the last window."""
     settings = shot.settings.model_copy(update={"base_num_frames": base_num_frames})
     if not window_settings_fit(base_num_frames, settings.overlap_history, settings.causal_block_size):
         return None
     if block_misfit(shot.mode, shot.frames, settings) is not None:
         return None
-    windows = shot_windows(shot.mode, shot.frames, settings)
+    windows = shot_windows(shot.mode, shot.frames, settings, end_image=shot.end_image is not None)
     return shot.model_copy(
         update={
             "settings": settings,

@@ -321,7 +321,7 @@ class Shot(_Model):
     image: str | None = Field(None, description="start frame (image-to-video), relative to the storyboard")
     end_image: str | None = Field(
         None,
-        description="the frame the shot ends on (with `image:`, in one window), relative to the storyboard",
+        description="the frame the shot ends on (start/end frame control), relative to the storyboard",
     )
     video: str | None = Field(
         None,

@@ -357,8 +357,9 @@ def shot_windows(
     """The windows of a shot of ``frames`` own frames: what the plan shows and the generator must run.
 
     A shot that ends on an ``end_image`` carries that image's one latent frame after its own in the last
-    window, held clean (timestep 0) throughout: the window is one latent frame longer, with the same rows,
-    and the frame is dropped before decoding (diffusers' DF image-to-video ``last_image``).
+    window (as the SkyReels-V2 reference does, whatever starts the shot), held clean (timestep 0) on every
+    row: that window is one latent frame longer, with the rows of its own frames, and the frame is dropped
+    before decoding. Earlier windows are as without an end image.
 
     >>> from types import SimpleNamespace
     >>> defaults = SimpleNamespace(base_num_frames=97, overlap_history=17, steps=30, ar_step=0,
@@ -367,6 +368,8 @@ def shot_windows(
     [(25, 5), (6, 5)]
     >>> [(w.latent_frames, w.denoise_steps) for w in shot_windows("image", 97, defaults, end_image=True)]
     [(26, 30)]
+    >>> [(w.latent_frames, w.prefix_latent_frames) for w in shot_windows("fresh", 161, defaults, end_image=True)]
+    [(25, 0), (22, 5)]
     """
     windows = _own_windows(mode, frames, settings)
     if end_image:

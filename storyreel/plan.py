@@ -132,7 +132,8 @@ class ShotPlan(_Frozen):
         description="whether the keyframe stage draws this shot's start image (it is then an image shot)",
     )
     end_image: str | None = Field(
-        None, description="absolute path of the image the shot ends on (an image shot of one window)"
+        None,
+        description="absolute path of the image the shot ends on (its latent frame held in the last window)",
     )
     video: str | None = Field(
         None,
@@ -449,13 +450,13 @@ class _Planning:
             self._note_snapped(shot, mode, requested, frames)
         parent_fits = self._check_parent(node, shot, settings, where)
         clip_fits = self._check_clip(node, shot, settings)
-        windows = []
+        windows, own_windows = [], []
         if windows_fit and length_fits and parent_fits and clip_fits:
-            ends = mode == "image" and shot.end_image is not None
-            windows = shot_windows(mode, frames, settings, end_image=ends)
-            if ends and len(windows) > 1:
-                self._refuse_end_image(node, shot, frames, settings, len(windows))
-        hint = _last_window_hint(mode, frames, self.fps, windows, settings)
+            # An end image's latent frame rides the last window (held, not made): in the windows the generator
+            # runs, not in the hint about the shot's own frames.
+            own_windows = shot_windows(mode, frames, settings)
+            windows = shot_windows(mode, frames, settings, end_image=shot.end_image is not None)
+        hint = _last_window_hint(mode, frames, self.fps, own_windows, settings)
         if hint is not None:
             self.notes.add(shot.id, hint)
         self.drafts[shot.id] = _Draft(shot, node, mode, settings, frames, requested, windows)
@@ -663,25 +664,6 @@ class _Planning:
                 )
             )
         return fits
-
-    def _refuse_end_image(
-        self, node: ShotNode, shot: Shot, frames: int, settings: GenerationSettings, count: int
-    ) -> None:
-        """An end image in a shot of several windows: diffusers 0.42.1 appends the end frame to the last window
-        but counts it as long as that window's prefix, so the window's schedule and its frames disagree and the
-        call fails (see docs/skyreels.md). One window is what works."""
-        base = settings.base_num_frames
-        fix = f"shorten the shot to {base} frames ({base / self.fps:.2f}s) or fewer"
-        if frames <= MAX_BASE_NUM_FRAMES:
-            fix += f", or set base_num_frames: {frames} on it"
-        self.problems.append(
-            self.board.problem(
-                ("scenes", node.scene_index, "shots", node.shot_index, "end_image"),
-                f"shot '{shot.id}' ends on an end image, but its {frames} frames need {count} windows "
-                f"(base_num_frames {base}); an end frame is held only in a shot of one window",
-                fix,
-            )
-        )
 
 
 def _film_plan(planning: _Planning, graph: ShotGraph, transformer: TransformerSettings) -> FilmPlan:

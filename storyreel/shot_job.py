@@ -2,8 +2,9 @@
 
 A :class:`ShotJob` carries everything the work needs (the shot's plan, its prompt, its cache key and
 the exact frames it is conditioned on), so it does not depend on the rest of the render and can run
-wherever a generator is. :func:`make_shot` does the work and returns the shot's manifest line and the
-tail of its footage that later shots continue from.
+wherever a generator is. A clip extension's frames may be left out: they are then decoded from the clip
+only when the shot is generated, so a shot the cache holds never decodes its clip. :func:`make_shot` does
+the work and returns the shot's manifest line and the tail of its footage that later shots continue from.
 
 The order of writes keeps every paid-for shot: the shot's file goes into the render folder, then into
 the shot cache; when the render folder refuses it (read-only, full), the shot still goes into the
@@ -30,7 +31,7 @@ from .generate import Clip, LazyGenerator, ProgressCallback, ShotRequest, load_s
 from .manifest import ShotEntry, json_friendly
 from .plan import ShotPlan
 from .render_folder import RenderFolder
-from .tails import footage_tail
+from .tails import clip_tail, footage_tail
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ class ShotJob:
     shot: ShotPlan
     prompt: ShotPrompt
     key: str  # the shot's cache key (storyreel.fingerprint)
-    tail_frames: (
-        np.ndarray | None
-    )  # (overlap_history, height, width, 3) uint8: what it continues, if anything
+    # (overlap_history, height, width, 3) uint8: what it continues, if anything; None for a clip extension
+    # (``video:``) means the clip's last frames, decoded when the shot is generated
+    tail_frames: np.ndarray | None
     tail_needed: int = 0  # frames of this shot's own footage that later shots are conditioned on
 
 
@@ -90,22 +91,25 @@ def make_shot(job: ShotJob, work: ShotWork) -> ShotResult:
         )
         return ShotResult(entry, hit.tail())
 
+    tail_frames = job.tail_frames
+    if tail_frames is None and shot.video is not None:
+        tail_frames = clip_tail(shot.video, shot.width, shot.height, shot.settings.overlap_history)
     request = ShotRequest(
         shot=shot,
         prompt=job.prompt.prompt.prompt,
         negative_prompt=shot.settings.negative_prompt,
-        tail_frames=job.tail_frames,
+        tail_frames=tail_frames,
         image=_start_image(shot, shot.image) if shot.image else None,
         end_image=_start_image(shot, shot.end_image) if shot.end_image else None,
     )
     clip, degraded = generate_fitting(work.generator.get(work.progress), request, work.note, work.progress)
     if degraded:
         clip.info["degraded"] = degraded
-    if shot.color_match and job.tail_frames is not None:  # before the tail is taken: continuations see it
+    if shot.color_match and tail_frames is not None:  # before the tail is taken: continuations see it
         from .color_match import match_colour
 
-        clip.frames, clip.info["color_match"] = match_colour(clip.frames, job.tail_frames)
-    tail = footage_tail(clip.frames, job.tail_frames, keep)
+        clip.frames, clip.info["color_match"] = match_colour(clip.frames, tail_frames)
+    tail = footage_tail(clip.frames, tail_frames, keep)
     _save(clip, shot, job.key, tail, work)
     entry = ShotEntry.for_shot(
         shot,

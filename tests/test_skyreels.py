@@ -290,11 +290,13 @@ def test_example_renders_exactly_its_plan(
                 footage = np.concatenate([parent_request.tail_frames, footage])
         tail = footage[-planned.settings.overlap_history :]
         assert torch.equal(spy.call(planned.id).kwargs["video"], as_video_input(tail))
-    # A shot that ends on an image hands it to the pipeline, fitted to the film like a start image.
+    # A shot that ends on an image gets it fitted to the film like a start image, and holds its frame itself
+    # (tests/test_frame_controls.py): diffusers' last_image is not used.
     for planned in plan.shots:
         if planned.end_image is not None:
             end = load_start_image(planned.end_image, planned.width, planned.height)
-            assert np.array_equal(np.asarray(spy.call(planned.id).kwargs["last_image"]), end)
+            assert np.array_equal(spy.clips[planned.id][0].end_image, end)
+            assert "last_image" not in spy.call(planned.id).kwargs
 
 
 def test_command_line_render_with_a_model_folder(write_story, tiny_df: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 * ``heron_dawn.png``: a grey heron in the reeds of a mountain lake at dawn (960x544, the 540P frame),
   the start image of ``swan_lake.yaml``'s image-to-video shot and of ``across_the_lake.yaml``'s crossing;
 * ``swan_reference.png``: a white swan on dark water, the swan's character reference, and the end image
-  of ``across_the_lake.yaml``'s crossing;
+  of ``across_the_lake.yaml``'s crossing and return;
 * ``keeper_front.png``, ``keeper_side.png``: the lighthouse keeper from the front and in profile (white
   beard, yellow oilskin coat, dark cap), the keeper's character references in ``lighthouse.yaml``;
 * ``terrier_reference.png``: a small black-and-white terrier, the dog's character reference;

@@ -6,7 +6,8 @@ The model folder's ``model_index.json`` decides what runs:
   one set of loaded weights: a fresh shot is DF text-to-video; an ``image:`` shot is DF
   image-to-video, synchronous, so that the image stays the first frame; a continuing shot is DF
   video-to-video from its parent's last ``overlap_history`` frames (the exact frames the parent
-  generated) with its own prompt, of which only the new frames are kept;
+  generated) with its own prompt, of which only the new frames are kept; a shot with an end image, of any
+  of these kinds, holds that image's latent frame clean in its last window (quirk 11);
 * a **plain** text-to-video or image-to-video folder (``SkyReelsV2Pipeline``,
   ``SkyReelsV2ImageToVideoPipeline``) runs fresh or image shots that fit in one window.
 
@@ -30,8 +31,9 @@ The package, by job:
 * ``quirks``: the workarounds for diffusers' quirks;
 * ``generator``: :class:`SkyReelsGenerator`: loading the weights once, each shot's arguments, the call.
 
-diffusers 0.42.1 has quirks that silently ruin output or waste memory; each is guarded, and each guard has a
-test in ``tests/test_skyreels.py`` that fails without it:
+diffusers 0.42.1 has quirks that silently ruin output, waste memory or put a frame control out of reach; each is
+guarded, and each guard has a test in ``tests/test_skyreels.py`` (11's in ``tests/test_frame_controls.py``) that
+fails without it:
 
 1. *Sticky causal block size*: passing ``causal_block_size`` writes ``num_frame_per_block`` into
    the transformer's config, where it stays for later calls and for ``save_pretrained``.
@@ -64,6 +66,11 @@ test in ``tests/test_skyreels.py`` that fails without it:
     frame's timestep modulation to all of the frame's tokens (about 3 GB in bf16 for DF-14B at 540P x 97
     frames), and every block adds a float32 copy. Guard: ``quirks.modulate_per_frame`` keeps it per frame
     and broadcasts it; the output is identical.
+11. *End frame*: only DF image-to-video holds an end frame (``last_image``, beside a start image), and with
+    several windows it appends it to the last window but lengthens that window's schedule by the window's
+    prefix, and the call fails. Guard: ``quirks.hold_end_frame`` holds it itself in the last window of any
+    DF pipeline (timestep 0, never denoised, as the reference holds it), after checking that the wrapped
+    code is diffusers 0.42.1's (``quirks.check_end_frame_code``).
 
 >>> with SkyReelsGenerator(GeneratorOptions(model="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers")) as sky:  # doctest: +SKIP
 ...     clip = sky.generate(ShotRequest(shot=plan.shot("glide"), prompt="...", negative_prompt=""))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,8 @@ from .model_folder import (
 from .parallel import AttentionSplit, attention_heads, attention_split, enable_sequence_parallel, split_kernel
 from .prompts import PromptEmbeddings
 from .quirks import (
+    check_end_frame_code,
+    hold_end_frame,
     keep_attention_bidirectional,
     modulate_per_frame,
     new_frames,
@@ -108,9 +110,11 @@ class SkyReelsGenerator(Generator):
         model that cannot be found, shots a plain (non diffusion-forcing) pipeline cannot make, an attention
         kernel that is not installed or does not run here, FP8 without an FP8 GPU."""
         model = find_model(options.model, options.base_dir)
+        torch, diffusers = import_stack()
         for shot in shots:
             check_runnable(shot, model.family)
-        torch, _ = import_stack()
+            if shot.end_image is not None:  # held by wrapping the pipeline's code: it must be the code known
+                check_end_frame_code(getattr(diffusers, DF_PIPELINE_FOR_MODE[shot.mode]))
         _runtime(torch, options, model)
 
     @property
@@ -184,6 +188,12 @@ class SkyReelsGenerator(Generator):
         self._check_prompt_lengths(request, loaded)
         with _out_of_memory_reported(shot.id, self.device):
             arguments = self._arguments(request, loaded)
+            # The end image's latent frame rides the last window, held clean (quirk 11).
+            held = (
+                nullcontext()
+                if request.end_image is None
+                else hold_end_frame(pipeline, request.end_image, len(shot.windows))
+            )
         pipeline.scheduler = _scheduler_with_shift(
             pipeline.scheduler, loaded.scheduler_config, shot.settings.shift
         )
@@ -205,11 +215,12 @@ class SkyReelsGenerator(Generator):
                 _out_of_memory_reported(shot.id, self.device),
                 _uncompiled(torch, self.runtime.compile and not compiled),
             ):
-                latents = pipeline(**arguments, callback_on_step_end=watch.step).frames
+                with held:
+                    latents = pipeline(**arguments, callback_on_step_end=watch.step).frames
                 watch.check()
                 if shot.end_image is not None:
-                    # The held end image's latent frame is the pipeline's condition, not the shot's: diffusers
-                    # drops it before decoding too (its own decode is skipped here, see decode.py).
+                    # The held end image's latent frame conditions the shot and is not one of its frames: it is
+                    # dropped before decoding, as the reference and diffusers drop it.
                     latents = latents[:, :, :-END_IMAGE_LATENT_FRAMES]
                 progress(ProgressEvent(shot.id, "decode", 0, latents.shape[2], "decoding latents to frames"))
                 # (frames, height, width, 3) uint8
@@ -369,9 +380,8 @@ class SkyReelsGenerator(Generator):
         }
         if shot.mode == "image" and request.image is not None:
             arguments["image"] = Image.fromarray(request.image)  # lossless; resized to its own size is a copy
-            if request.end_image is not None:
-                # Encoded alone into one latent frame, appended to the (one) window and held at timestep 0.
-                arguments["last_image"] = Image.fromarray(request.end_image)
+        # An end image is not an argument: diffusers' last_image fails with several windows and exists only in
+        # image-to-video, so the generator holds the end frame itself (hold_end_frame, in generate).
         if loaded.model.family != DIFFUSION_FORCING:
             return arguments
         arguments.update(

@@ -1,10 +1,12 @@
-"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot or waste GPU memory (the package
-docstring lists all ten and where each is guarded); each has a test in ``tests/test_skyreels.py`` that fails
-without it.
+"""Workarounds for diffusers 0.42.1 quirks that would silently ruin a shot, waste GPU memory or leave a frame
+control out of reach (the package docstring lists all eleven and where each is guarded); each has a test that
+fails without it, in ``tests/test_skyreels.py`` (the end frame's in ``tests/test_frame_controls.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storyreel.errors import GenerationError
-from storyreel.frames import generated_frames
+from storyreel.errors import GenerationError, UserError
+from storyreel.frames import END_IMAGE_LATENT_FRAMES, generated_frames
 from storyreel.generate import ShotRequest
 
 from .parallel import per_token_modulation, sequence_split
+from .stack import DIFFUSERS_VERSION
 
 if TYPE_CHECKING:
     import torch
@@ -244,3 +247,163 @@ def _mark_window_length_dynamic(*tensors: torch.Tensor) -> None:
 
     for tensor in tensors:
         torch._dynamo.maybe_mark_dynamic(tensor, 1)
+
+
+# --- quirk 11: the end image's frame, held in the last window -----------------------------------------------------
+
+#: The diffusers code the end-frame hold was written against (diffusers 0.42.1): for each diffusion-forcing pipeline,
+#: the sha256 of the source of its ``__call__``, ``prepare_latents`` and ``generate_timestep_matrix``, in that order.
+END_FRAME_CODE = {
+    "SkyReelsV2DiffusionForcingPipeline": "89f841f4ca6e6bf074d655e818aa3cab64e7ab6d6e5922c12ae5b3ac53b0e1dc",
+    "SkyReelsV2DiffusionForcingImageToVideoPipeline": "0cba3ba624c73fd16e9df534766d5d9417aa9caae89a295da9ace32ed49ab874",
+    "SkyReelsV2DiffusionForcingVideoToVideoPipeline": "7696e653c6d4644c86d2a6873ec9c064dbcc7786e4be3555c45d53a737b28be5",
+}
+_HELD_METHODS = ("__call__", "prepare_latents", "generate_timestep_matrix")
+
+
+def check_end_frame_code(pipeline_class: type) -> None:
+    """Refuse to hold an end frame in a pipeline whose code is not the code :func:`hold_end_frame` was written for.
+
+    The hold relies on how the pipeline's call loop uses ``prepare_latents`` (once per window, the window's
+    latents and their count first in what it returns) and ``generate_timestep_matrix`` (the count it is given,
+    the rows, mask and intervals it returns). Another diffusers could use them otherwise and silently make
+    other frames, so any change to that code is refused.
+    """
+    name = pipeline_class.__name__
+    if END_FRAME_CODE.get(name) != _code_digest(pipeline_class):
+        import diffusers
+
+        raise UserError(
+            f"an end image's frame is held by wrapping {name}.prepare_latents and .generate_timestep_matrix, "
+            f"written for the code of diffusers {DIFFUSERS_VERSION}; the installed diffusers "
+            f"{diffusers.__version__} has other code there, which could make other frames; fix: "
+            f"pip install diffusers=={DIFFUSERS_VERSION} (what storyreel[skyreels] pins), or remove end_image"
+        )
+
+
+def _code_digest(pipeline_class: type) -> str | None:
+    try:
+        source = "".join(inspect.getsource(getattr(pipeline_class, name)) for name in _HELD_METHODS)
+    except (AttributeError, OSError, TypeError):  # a method missing, or no source to read
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def encode_end_image(pipeline: Any, image: np.ndarray) -> torch.Tensor:
+    """``image`` (height, width, 3) uint8, already fitted to the film, as one normalised latent frame,
+    (1, channels, 1, height / 8, width / 8) in the transformer's dtype.
+
+    Encoded alone, as the SkyReels-V2 reference encodes its end image, with the operations diffusers' DF
+    image-to-video pipeline applies to a ``last_image``: its preprocessing, the VAE's mode, the latents' mean
+    and scale, then the transformer's dtype.
+    """
+    import torch
+    from diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2_diffusion_forcing_i2v import retrieve_latents
+
+    vae = pipeline.vae
+    pixels = _end_pixels(pipeline, image).unsqueeze(2).to(vae.dtype)  # (1, 3, 1, height, width) in [-1, 1]
+    with torch.no_grad():
+        latent = retrieve_latents(vae.encode(pixels), sample_mode="argmax").to(torch.float32)
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean).view(shape).to(latent.device, latent.dtype)
+    inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latent.device, latent.dtype)
+    return ((latent - mean) * inverse_std).to(pipeline.transformer.dtype)
+
+
+def _end_pixels(pipeline: Any, image: np.ndarray) -> torch.Tensor:
+    """``image`` as DF image-to-video prepares a ``last_image``: (1, 3, height, width) float32 in [-1, 1]."""
+    import torch
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    pixels = pipeline.video_processor.preprocess(Image.fromarray(image), height=height, width=width)
+    return pixels.to(pipeline._execution_device, dtype=torch.float32)
+
+
+@contextmanager
+def hold_end_frame(pipeline: Any, end_image: np.ndarray, windows: int) -> Iterator[None]:
+    """Quirk 11: while the pipeline runs, its last window carries the latent frame of ``end_image`` (height,
+    width, 3) after its own, held clean: at timestep 0 on every row and never stepped, as the SkyReels-V2
+    reference holds an end image. ``windows`` is the plan's count of windows (the schedule watch checks it).
+
+    diffusers 0.42.1 holds an end frame only in DF image-to-video (``last_image``), which needs a start
+    image, and with several windows it appends one latent frame to the last window but lengthens that
+    window's schedule by the window's prefix, so the call fails (``tests/test_frame_controls.py`` keeps the
+    proof). Here the pipeline's own ``prepare_latents`` and ``generate_timestep_matrix`` are wrapped on this
+    instance, so the same hold works in every diffusion-forcing pipeline (text-, image- and video-to-video):
+
+    * in the last window's ``prepare_latents`` call, the window's latents, drawn as before, get the end
+      latent appended and their count one more;
+    * that window's timestep matrix is the one of its own frames (the same rows as without an end image),
+      with one more column: timestep 0, never updated, inside every row's interval, so the transformer sees
+      the end frame clean on every pass.
+
+    Earlier windows run as without an end image. The pipeline's latents end with the held frame, which the
+    caller drops before decoding. The end latent is the one the pipeline's own code makes where it has one:
+    image-to-video's ``prepare_latents`` is handed the end image as its ``last_image`` in the first window and
+    encodes it beside the start image, in one batch, as diffusers' ``last_image`` does, so an image shot of one
+    window is exactly what diffusers makes (sharing the batch moves the start image's latent by float rounding,
+    against the same shot without an end image). The other pipelines have no such code: the end image is
+    encoded alone (:func:`encode_end_image`), and their earlier windows are bit for bit those without it.
+    """
+    import torch
+
+    check_end_frame_code(type(pipeline))
+    prepare_latents, generate_timestep_matrix = pipeline.prepare_latents, pipeline.generate_timestep_matrix
+    signature = inspect.signature(prepare_latents)
+    beside_start = "last_image" in signature.parameters  # image-to-video encodes it with the start image
+    end_latent = None if beside_start else encode_end_image(pipeline, end_image)
+    state = {"window": 0, "holding": False}
+
+    def prepare_with_end_frame(*args: Any, **kwargs: Any) -> Any:
+        nonlocal end_latent
+        if end_latent is None:  # image-to-video's first window: its own encoding of the start and end images
+            bound = signature.bind(*args, **kwargs)
+            bound.arguments["last_image"] = _end_pixels(pipeline, end_image)
+            latents, count, condition, prefix = prepare_latents(*bound.args, **bound.kwargs)
+            # condition: (start images then end images, channels, 1, h, w); the pipeline takes the first half
+            end_latent = condition[condition.shape[0] // 2 :].to(pipeline.transformer.dtype)
+            rest = [condition, prefix]
+        else:
+            # latents: (batch, channels, frames, h, w); count: their frames
+            latents, count, *rest = prepare_latents(*args, **kwargs)
+        state["window"] += 1
+        state["holding"] = state["window"] == windows
+        if state["holding"]:
+            end = end_latent.to(latents.device).to(latents.dtype)  # (1, channels, 1, h, w)
+            latents = torch.cat([latents, end.expand(latents.shape[0], -1, -1, -1, -1)], dim=2)
+            count += END_IMAGE_LATENT_FRAMES
+        return (latents, count, *rest)
+
+    def schedule_with_end_frame(
+        num_latent_frames: int, step_template: torch.Tensor, base_num_latent_frames: int, *rest: Any
+    ) -> Any:
+        if not state["holding"]:
+            return generate_timestep_matrix(num_latent_frames, step_template, base_num_latent_frames, *rest)
+        own = num_latent_frames - END_IMAGE_LATENT_FRAMES
+        # The window's own frames scheduled as without an end image (rows, prefix, blocks): each pipeline hands
+        # a base of at least the window's own length, which is what it schedules a window by (quirk 9's cap).
+        steps, index, update, intervals = generate_timestep_matrix(
+            own, step_template, min(base_num_latent_frames, own), *rest
+        )
+        rows = steps.shape[0]
+        done = len(step_template) + 1  # a step index past the last: fully denoised
+        steps = torch.cat([steps, steps.new_zeros(rows, END_IMAGE_LATENT_FRAMES)], dim=1)  # (rows, frames)
+        index = torch.cat([index, index.new_full((rows, END_IMAGE_LATENT_FRAMES), done)], dim=1)
+        update = torch.cat([update, update.new_zeros(rows, END_IMAGE_LATENT_FRAMES)], dim=1)
+        intervals = [
+            (start, end + END_IMAGE_LATENT_FRAMES if end == own else end) for start, end in intervals
+        ]
+        return steps, index, update, intervals
+
+    saved = {name: pipeline.__dict__.get(name) for name in ("prepare_latents", "generate_timestep_matrix")}
+    pipeline.prepare_latents = prepare_with_end_frame
+    pipeline.generate_timestep_matrix = schedule_with_end_frame
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                delattr(pipeline, name)
+            else:
+                setattr(pipeline, name, value)
