@@ -631,9 +631,9 @@ def _generate(
             )
             tails.skip(shot)
             continue
-        # A clip extension's frames are decoded by make_shot, only if the cache does not hold the shot.
-        tail = None if shot.video is not None else tails.tail_for(shot)
-        job = ShotJob(shot, prompts[shot.id], cache_keys[shot.id], tail, tails.need.get(shot.id, 0))
+        job = ShotJob(
+            shot, prompts[shot.id], cache_keys[shot.id], tails.tail_for(shot), tails.need.get(shot.id, 0)
+        )
         started = utc_now()
         try:
             result = make_shot(job, work)

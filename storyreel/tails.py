@@ -77,11 +77,10 @@ class TailKeeper:
             self.tails[shot.id] = tail[-need:]
 
     def tail_for(self, shot: ShotPlan) -> np.ndarray | None:
-        """The frames ``shot`` is conditioned on (None for a fresh shot), handed over once."""
+        """The frames ``shot`` is conditioned on, handed over once: None for a fresh shot, and for a clip
+        extension, whose clip :func:`storyreel.shot_job.make_shot` decodes only if it generates the shot."""
         parent = shot.conditioned_on
-        if shot.video is not None:
-            return clip_tail(shot.video, shot.width, shot.height, shot.settings.overlap_history)
-        if parent is None:
+        if parent is None or shot.video is not None:
             return None
         tail = self.tails[parent][-shot.settings.overlap_history :]
         self._taken(parent)
