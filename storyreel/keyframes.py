@@ -21,6 +21,11 @@ from that frame, exactly as a shot with its own ``image:``.
   showing that character.
 * The stage (:func:`make_keyframes`): the keyframe model is loaded once, only when a keyframe is not in the
   cache, makes every missing keyframe, and is closed (its memory freed) before the video model loads.
+* In a render: a keyframe model missing from this machine stops it before any prompt is enhanced
+  (:func:`check_keyframe_model`); :func:`with_keyframes` draws with the animatic for an animatic render,
+  removes a keyframe an earlier render left for a shot that no longer gets one, and starts each keyframed
+  shot from its picture; :func:`record_keyframe_shots` notes with each cached keyframe the shots made from
+  it, so ``cache gc`` keeps it while they stay.
 
 >>> KeyframeRequest("glide", "a swan", (), 64, 32, seed=1, steps=4).size
 (64, 32)
@@ -46,8 +51,12 @@ if TYPE_CHECKING:
     import numpy as np
     from typing_extensions import Self
 
-    from .cache import KeyframeCache
+    from .cache import KeyframeCache, ShotCache
+    from .enhance import ShotPrompt
+    from .generate import GeneratorOptions
     from .plan import ShotPlan
+    from .render_folder import RenderFolder
+    from .rendering import RenderProgress
     from .storyboard import Storyboard
 
 DEFAULT_KEYFRAMER = "flux2"  # the backend of a model that is not on this machine (its kind is not known)
@@ -423,3 +432,86 @@ def fitted(picture: Any, width: int, height: int) -> np.ndarray:
     if picture.size != (width, height):
         picture = ImageOps.fit(picture.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
     return np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()
+
+
+# --- the stage in a render -------------------------------------------------------------------------------
+
+
+def check_keyframe_model(board: Storyboard, order: list[ShotPlan], animatic: bool) -> None:
+    """A keyframe model that is not on this machine fails here, before any prompt is enhanced (an animatic
+    render draws its keyframes without one)."""
+    if animatic or board.keyframes is None or board.keyframes.model is None:
+        return
+    if any(shot.keyframe for shot in order):
+        resolve_model(board.keyframes.model, board.base_dir).require()
+
+
+def with_keyframes(
+    board: Storyboard,
+    order: list[ShotPlan],
+    prompts: dict[str, ShotPrompt],
+    animatic: bool,
+    options: GeneratorOptions,
+    folder: RenderFolder,
+    cache: ShotCache | None,
+    reuse: bool,
+    report: RenderProgress,
+) -> tuple[list[ShotPlan], dict[str, str]]:
+    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe, and each keyframed
+    shot's keyframe key. An animatic render draws them with the animatic (no model is loaded); a model's
+    render with ``keyframes.model``."""
+    # Imported here: the cache imports numpy, and (through the shot keys) the plan, which imports this module.
+    from .cache import KeyframeCache
+
+    for (
+        shot
+    ) in order:  # a shot that no longer gets a keyframe must not seem, in the folder, to start from one
+        if not shot.keyframe:
+            (folder.path / FOLDER / f"{shot.id}.png").unlink(missing_ok=True)
+    if not any(shot.keyframe for shot in order):
+        return order, {}
+    assert board.keyframes is not None and board.keyframes.model is not None
+    if animatic:
+        backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
+    else:
+        backend = keyframer_for(board.keyframes.model, board.base_dir)[0] or ""
+        keyframe_options = KeyframeOptions(
+            model=board.keyframes.model, device=options.device, dtype=options.dtype, base_dir=board.base_dir
+        )
+    report.stage("keyframes", backend)
+    stage = KeyframeStage(
+        backend=backend,
+        options=keyframe_options,
+        out=folder.path / FOLDER,
+        cache=KeyframeCache(cache.root, warn=cache.warn) if cache is not None else None,
+        reuse=reuse,
+        note=report.note,
+        storyboard=str(board.path.resolve()) if board.path else None,
+    )
+    files = make_keyframes(board, order, {s: p.prompt.prompt for s, p in prompts.items()}, stage)
+    drawn = [
+        shot.model_copy(update={"image": str(files[shot.id])}) if shot.id in files else shot for shot in order
+    ]
+    return drawn, stage.keys
+
+
+def record_keyframe_shots(
+    cache: ShotCache, keyframes: dict[str, str], order: list[ShotPlan], cache_keys: dict[str, str]
+) -> None:
+    """Note with each cached keyframe the keys of the shots made from it: its own shot and every shot
+    continuing that one, whose keys all hold its bytes. ``cache gc`` keeps a keyframe while one of those
+    entries stays: redrawn, the keyframe would not be the same picture, and each of them would be made again.
+    Recorded before the shots are made (their keys are known), so a render cut off midway is covered."""
+    # Imported here: the cache imports numpy, and (through the shot keys) the plan, which imports this module.
+    from .cache import KeyframeCache
+
+    origin: dict[str, str] = {}  # shot id -> the keyframed shot it is made from
+    made: dict[str, list[str]] = {}
+    for shot in order:  # render order: a parent comes before its continuations
+        start = shot.id if shot.id in keyframes else origin.get(shot.conditioned_on or "")
+        if start is not None:
+            origin[shot.id] = start
+            made.setdefault(keyframes[start], []).append(cache_keys[shot.id])
+    store = KeyframeCache(cache.root)
+    for key, shots in made.items():
+        store.record_shots(key, shots)

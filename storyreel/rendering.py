@@ -35,11 +35,12 @@ from typing import Any
 
 from .atomic import make_folder, temporary_beside
 from .backends import GENERATORS, load_backend
-from .cache import KeyframeCache, ShotCache
+from .cache import ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
 from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent, PromptRequest
+from .keyframes import check_keyframe_model, record_keyframe_shots, with_keyframes
 from .manifest import FilmEntry, Manifest, ShotEntry, utc_now
 from .models import resolve_model
 from .plan import FilmPlan, ShotPlan, plan_film
@@ -206,7 +207,7 @@ def render(
             from .color_match import require_colour_matching
 
             require_colour_matching()
-        _check_keyframe_model(board, order, name == ANIMATIC)
+        check_keyframe_model(board, order, name == ANIMATIC)
         keys = _shot_keys(name, backend, options)  # resolves the device and precision: a bad one fails here
         _tell_plan(plan, name, options.model, report)
         cache = _open_cache(cache_dir, report) if use_cache else None
@@ -230,11 +231,11 @@ def render(
 
         # 3b. Keyframes: a start frame drawn for each chosen fresh shot, which then starts from it; the
         #     keyframe model is loaded once, only for keyframes the cache lacks, and closed before step 4
-        order, keyframes = _keyframed(
+        order, keyframes = with_keyframes(
             board, order, prompts, name == ANIMATIC, options, folder, cache, reuse, report
         )
         if cache is not None and keyframes:
-            _record_keyframe_shots(cache, keyframes, order, _cache_keys(order, prompts, keys))
+            record_keyframe_shots(cache, keyframes, order, _cache_keys(order, prompts, keys))
 
         # 4. Generate, in render order: each shot's file, cache entry and the manifest are written as soon as
         #    it is done, so a render killed at any point resumes from there
@@ -324,7 +325,7 @@ def render_keyframes(
                 "no shot gets a keyframe: add a keyframes: section with a model (shots: auto picks the fresh "
                 "shots showing a character with a reference:), or set keyframes.shots: all"
             )
-        _check_keyframe_model(board, order, animatic=False)
+        check_keyframe_model(board, order, animatic=False)
         cache = _open_cache(cache_dir, report) if use_cache else None
         settings = _enhancer_settings(board, enhancer, None, None, None)
         report.stage("enhance", settings.backend)
@@ -341,7 +342,7 @@ def render_keyframes(
         )
         chosen = [shot for shot in order if shot.id in keyframed]
         options = GeneratorOptions(device=device, dtype=dtype)
-        drawn, _ = _keyframed(board, chosen, prompts, False, options, folder, cache, reuse, report)
+        drawn, _ = with_keyframes(board, chosen, prompts, False, options, folder, cache, reuse, report)
         return {shot.id: Path(shot.image) for shot in drawn if shot.image is not None}
 
 
@@ -359,89 +360,6 @@ def _places(
 def _render_lock_path(board: Storyboard, folder: RenderFolder) -> Path:
     """The prompt lock a render keeps: beside the storyboard, or in the render folder for one built in code."""
     return lock_path_for(board.path) if board.path else folder.path / "prompts.lock.yaml"
-
-
-def _check_keyframe_model(board: Storyboard, order: list[ShotPlan], animatic: bool) -> None:
-    """A keyframe model that is not on this machine fails here, before any prompt is enhanced (an animatic
-    render draws its keyframes without one)."""
-    if animatic or board.keyframes is None or board.keyframes.model is None:
-        return
-    if any(shot.keyframe for shot in order):
-        resolve_model(board.keyframes.model, board.base_dir).require()
-
-
-def _keyframed(
-    board: Storyboard,
-    order: list[ShotPlan],
-    prompts: dict[str, ShotPrompt],
-    animatic: bool,
-    options: GeneratorOptions,
-    folder: RenderFolder,
-    cache: ShotCache | None,
-    reuse: bool,
-    report: RenderProgress,
-) -> tuple[list[ShotPlan], dict[str, str]]:
-    """Stage 3b: ``order`` with each keyframed shot's ``image`` set to its drawn keyframe, and each keyframed
-    shot's keyframe key. An animatic render draws them with the animatic (no model is loaded); a model's
-    render with ``keyframes.model``."""
-    from .keyframes import (
-        ANIMATIC_KEYFRAMER,
-        FOLDER,
-        KeyframeOptions,
-        KeyframeStage,
-        keyframer_for,
-        make_keyframes,
-    )
-
-    for (
-        shot
-    ) in order:  # a shot that no longer gets a keyframe must not seem, in the folder, to start from one
-        if not shot.keyframe:
-            (folder.path / FOLDER / f"{shot.id}.png").unlink(missing_ok=True)
-    if not any(shot.keyframe for shot in order):
-        return order, {}
-    assert board.keyframes is not None and board.keyframes.model is not None
-    if animatic:
-        backend, keyframe_options = ANIMATIC_KEYFRAMER, KeyframeOptions(base_dir=board.base_dir)
-    else:
-        backend = keyframer_for(board.keyframes.model, board.base_dir)[0] or ""
-        keyframe_options = KeyframeOptions(
-            model=board.keyframes.model, device=options.device, dtype=options.dtype, base_dir=board.base_dir
-        )
-    report.stage("keyframes", backend)
-    stage = KeyframeStage(
-        backend=backend,
-        options=keyframe_options,
-        out=folder.path / FOLDER,
-        cache=KeyframeCache(cache.root, warn=cache.warn) if cache is not None else None,
-        reuse=reuse,
-        note=report.note,
-        storyboard=str(board.path.resolve()) if board.path else None,
-    )
-    files = make_keyframes(board, order, {s: p.prompt.prompt for s, p in prompts.items()}, stage)
-    drawn = [
-        shot.model_copy(update={"image": str(files[shot.id])}) if shot.id in files else shot for shot in order
-    ]
-    return drawn, stage.keys
-
-
-def _record_keyframe_shots(
-    cache: ShotCache, keyframes: dict[str, str], order: list[ShotPlan], cache_keys: dict[str, str]
-) -> None:
-    """Note with each cached keyframe the keys of the shots made from it: its own shot and every shot
-    continuing that one, whose keys all hold its bytes. ``cache gc`` keeps a keyframe while one of those
-    entries stays: redrawn, the keyframe would not be the same picture, and each of them would be made again.
-    Recorded before the shots are made (their keys are known), so a render cut off midway is covered."""
-    origin: dict[str, str] = {}  # shot id -> the keyframed shot it is made from
-    made: dict[str, list[str]] = {}
-    for shot in order:  # render order: a parent comes before its continuations
-        start = shot.id if shot.id in keyframes else origin.get(shot.conditioned_on or "")
-        if start is not None:
-            origin[shot.id] = start
-            made.setdefault(keyframes[start], []).append(cache_keys[shot.id])
-    store = KeyframeCache(cache.root)
-    for key, shots in made.items():
-        store.record_shots(key, shots)
 
 
 def enhance_storyboard(
