@@ -1,6 +1,7 @@
 """Independent chains over Ray workers: does a film of k chains render k times faster, and unchanged?
 
-    python benchmarks/scale_chains.py [--chains 2 4] [--shots-per-chain 3] [--steps 20] [--workers 1 2]
+    python benchmarks/scale_chains.py [--chains 2 4] [--shots-per-chain 3] [--steps 20] [--size 128x128]
+                                      [--workers 1 2]
                                       [--out benchmarks/results/scale_chains.json]
 
 A film of ``k`` chains (each a cut, then continuing shots) is rendered with the tiny random-weight
@@ -31,11 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 
-def storyboard(chains: int, shots: int, steps: int) -> str:
+def storyboard(chains: int, shots: int, steps: int, size: str = "128x128") -> str:
     lines = [
         "storyreel: 1",
         f"title: {chains} chains",
-        "generation: {resolution: 64x64, fps: 16, steps: "
+        "generation: {resolution: "
+        + size
+        + ", fps: 16, steps: "
         + str(steps)
         + ", base_num_frames: 17, overlap_history: 5, seed: 7}",
         "scenes:",
@@ -67,6 +70,11 @@ def main() -> None:
     parser.add_argument("--chains", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--shots-per-chain", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--size",
+        default="128x128",
+        help="frame size: at 64x64 a shot is a quarter second, and what a shot costs besides its steps weighs more",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3, help="renders per setting; the fastest counts")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale_chains.json")
@@ -86,7 +94,9 @@ def main() -> None:
         model = str(build_tiny_skyreels(root / "df"))
         for chains in args.chains:
             story = root / f"chains-{chains}.yaml"
-            story.write_text(storyboard(chains, args.shots_per_chain, args.steps), encoding="utf-8")
+            story.write_text(
+                storyboard(chains, args.shots_per_chain, args.steps, args.size), encoding="utf-8"
+            )
             clock = time.perf_counter()
             here = storyreel.render(
                 story, root / f"{chains}-here", generator="skyreels", model=model, use_cache=False
@@ -149,6 +159,7 @@ def main() -> None:
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
         "steps": args.steps,
+        "size": args.size,
         "repeat": args.repeat,
         "load_average": os.getloadavg(),
         "shots_per_chain": args.shots_per_chain,

@@ -50,7 +50,7 @@ from .farm_worker import ShotWorker, WorkerReply, WorkerSetup
 from .generate import Generator, GeneratorOptions
 from .manifest import Manifest, ShotEntry, WorkerEntry, utc_now
 from .schedule import remaining_paths
-from .shot_job import ShotJob
+from .shot_job import ShotJob, uncached_prompts
 from .tails import TailKeeper
 
 if TYPE_CHECKING:
@@ -221,6 +221,7 @@ def generate_on_cluster(
             storyboard=storyboard,
             transformer=transformer,
             threads=shape.threads,
+            upcoming=tuple(uncached_prompts(order, prompts, cache_keys, cache, reuse)),
         )
         count = cluster.workers or max(1, int(ray.cluster_resources().get("GPU", 0)) // cluster.gpus_per_shot)
         report.note(f"rendering on {count} Ray worker(s), " + _describe_shape(shape))

@@ -32,6 +32,7 @@ from .generate import (
     GeneratorOptions,
     LazyGenerator,
     ProgressCallback,
+    PromptRequest,
     ShotRequest,
     ignore_progress,
 )
@@ -60,6 +61,10 @@ class WorkerSetup:
     transformer: dict[str, str] | None
     threads: int | None  # CPU threads a worker on CPU uses
     cwd: str = field(default_factory=os.getcwd)  # the folder the render started in, where relative names lead
+    # The prompts of every shot the render may hand a worker (those the shot cache does not hold): each worker
+    # encodes them all when it loads, as a one-process render does, so the text encoder then leaves its GPU
+    # for good instead of coming back for every shot.
+    upcoming: tuple[PromptRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class ShotWorker:
         self.calls: Any = None  # a gang's process group for generator calls (gloo: they are small)
         self.backend = load_backend(GENERATORS, setup.generator)
         self.engine = LazyGenerator(self.backend, setup.options)
+        self.engine.upcoming = list(setup.upcoming)
         cache = ShotCache(setup.cache, warn=self.notes.append) if setup.cache is not None else None
         self.work = ShotWork(
             folder=RenderFolder(setup.folder),
@@ -164,6 +170,7 @@ class ShotWorker:
             if rank == 0
             else LazyGenerator(self.backend, options)
         )
+        self.engine.upcoming = list(self.setup.upcoming)  # every rank encodes them: each needs the embeddings
         self.work = replace(self.work, generator=self.engine)
 
     def load(self) -> None:

@@ -39,7 +39,7 @@ from .cache import ShotCache
 from .enhance import Enhancer, ShotPrompt, enhance_film, enhancer_settings
 from .errors import OutOfMemory, UserError
 from .fingerprint import ShotKeys, file_sha256
-from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent, PromptRequest
+from .generate import Generator, GeneratorOptions, LazyGenerator, ProgressEvent
 from .keyframes import check_keyframe_model, record_keyframe_shots, with_keyframes
 from .manifest import FilmEntry, Manifest, ShotEntry, utc_now
 from .models import resolve_model
@@ -47,7 +47,7 @@ from .plan import FilmPlan, ShotPlan, plan_film
 from .prompt_lock import lock_path_for
 from .render_folder import RenderFolder, default_out_dir, machine_errors
 from .review import write_review
-from .shot_job import ShotJob, ShotWork, make_shot
+from .shot_job import ShotJob, ShotWork, make_shot, uncached_prompts
 from .storyboard import EnhancerSettings, Storyboard, load_storyboard
 from .tails import TailKeeper
 from .version import __version__
@@ -536,7 +536,7 @@ def _generate(
     that fits in no memory (and the shots continuing it) is skipped; the rest are made, then OutOfMemory
     lists what is missing."""
     cache_keys = _cache_keys(order, prompts, keys)
-    work.generator.upcoming = _upcoming_prompts(order, prompts, cache_keys, work)
+    work.generator.upcoming = uncached_prompts(order, prompts, cache_keys, work.cache, work.reuse)
     tails = TailKeeper(order)
     entries: dict[str, ShotEntry] = {}
     failed: dict[str, str] = {}  # shot id -> why it was not made
@@ -579,19 +579,6 @@ def _cache_keys(order: list[ShotPlan], prompts: dict[str, ShotPrompt], keys: Sho
         parent = made[shot.conditioned_on] if shot.conditioned_on else None
         made[shot.id] = keys.key(shot, prompts[shot.id].prompt.prompt, parent)
     return made
-
-
-def _upcoming_prompts(
-    order: list[ShotPlan], prompts: dict[str, ShotPrompt], cache_keys: dict[str, str], work: ShotWork
-) -> list[PromptRequest]:
-    """The prompts of the shots of ``order`` the shot cache does not hold, for the generator to prepare before
-    the first is generated. A cache entry found here may still turn out unusable (damaged, too short a
-    tail): that shot's prompt is then prepared when it is generated."""
-    return [
-        PromptRequest(shot.id, prompts[shot.id].prompt.prompt, shot.settings.negative_prompt)
-        for shot in order
-        if work.cache is None or not work.reuse or not work.cache.folder(cache_keys[shot.id]).is_dir()
-    ]
 
 
 def _assemble(

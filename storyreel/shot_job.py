@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from .cache import EntryInfo, ShotCache
 from .degrade import generate_fitting
 from .enhance import ShotPrompt
 from .errors import UserError
-from .generate import Clip, LazyGenerator, ProgressCallback, ShotRequest, load_start_image
+from .generate import Clip, LazyGenerator, ProgressCallback, PromptRequest, ShotRequest, load_start_image
 from .manifest import ShotEntry, json_friendly
 from .plan import ShotPlan
 from .render_folder import RenderFolder
@@ -180,3 +180,20 @@ def _start_image(shot: ShotPlan, path: str) -> np.ndarray:
         if trouble is None:
             raise
         raise UserError(f"shot '{shot.id}': {trouble.message}; fix: {trouble.fix}") from None
+
+
+def uncached_prompts(
+    order: Sequence[ShotPlan],
+    prompts: Mapping[str, ShotPrompt],
+    cache_keys: Mapping[str, str],
+    cache: ShotCache | None,
+    reuse: bool,
+) -> list[PromptRequest]:
+    """The prompts of the shots of ``order`` the shot cache does not hold, for a generator to prepare before
+    the first is generated (:attr:`LazyGenerator.upcoming`). A cache entry found here may still turn out
+    unusable (damaged, too short a tail): that shot's prompt is then prepared when it is generated."""
+    return [
+        PromptRequest(shot.id, prompts[shot.id].prompt.prompt, shot.settings.negative_prompt)
+        for shot in order
+        if cache is None or not reuse or not cache.folder(cache_keys[shot.id]).is_dir()
+    ]

@@ -215,3 +215,38 @@ def test_a_render_without_workers_never_imports_ray(write_story: Any, tmp_path: 
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_a_worker_encodes_the_prompts_of_every_uncached_shot_when_it_loads(
+    crosscut: Path, tmp_path: Path
+) -> None:
+    """Each worker is handed the prompts of the shots the cache does not hold and encodes them all at load, as
+    one process does, so the text encoder can leave the GPU for good (not come back for every shot)."""
+    pytest.importorskip("diffusers")
+    from tiny_skyreels import build_tiny_skyreels
+
+    from storyreel.farm_worker import ShotWorker, WorkerSetup
+    from storyreel.generate import GeneratorOptions, PromptRequest
+
+    model = str(build_tiny_skyreels(tmp_path / "df"))
+    upcoming = (
+        PromptRequest("run-1", "a woman runs through a market", "blurry"),
+        PromptRequest("wait-1", "a conductor checks his watch", "blurry"),
+    )
+    setup = WorkerSetup(
+        generator="skyreels",
+        options=GeneratorOptions(model=model, device="cpu"),
+        folder=str(tmp_path / "out"),
+        cache=None,
+        reuse=False,
+        storyboard=str(crosscut),
+        transformer=None,
+        threads=1,
+        upcoming=upcoming,
+    )
+    worker = ShotWorker("w0", setup)  # in this process: what a Ray actor of it runs, without Ray
+    worker.load()
+    generator = worker.engine.owned
+    assert generator is not None
+    encoded = generator._loaded.prompts.embeddings  # type: ignore[attr-defined]
+    assert set(encoded) == {"a woman runs through a market", "a conductor checks his watch", "blurry"}
