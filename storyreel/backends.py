@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import difflib
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import BackendNotFound, MissingExtra
+from .errors import BackendNotFound, GenerationError, MissingExtra, UserError
 
 GENERATORS = "storyreel.generators"
 ENHANCERS = "storyreel.enhancers"
 KEYFRAMERS = "storyreel.keyframers"
 _KIND = {GENERATORS: "generator", ENHANCERS: "enhancer", KEYFRAMERS: "keyframe model"}
+
+Backend = TypeVar("Backend")
 
 
 def _entry_points(group: str) -> dict[str, EntryPoint]:
@@ -43,3 +45,17 @@ def load_backend(group: str, name: str) -> Any:
     except ModuleNotFoundError as exc:
         package = (exc.name or "a package").split(".")[0]
         raise MissingExtra(extra=name, package=package, needed_by=f"the {name} {kind}") from exc
+
+
+def start_backend(group: str, backend: type[Backend], options: Any) -> Backend:
+    """Construct ``backend`` (a class of ``group``) from ``options``. A failure that is not the user's is a
+    GenerationError naming the backend."""
+    try:
+        return backend(options)  # type: ignore[call-arg]
+    except UserError:
+        raise
+    except Exception as exc:
+        name = getattr(backend, "name", backend.__name__)
+        raise GenerationError(
+            f"the {name} {_KIND.get(group, 'backend')} failed to start: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .backends import GENERATORS, available, load_backend
+from .backends import GENERATORS, available, load_backend, start_backend
 from .errors import GenerationError, OutOfMemory, UserError
 
 if TYPE_CHECKING:
@@ -306,14 +306,7 @@ def open_generator(name: str, options: GeneratorOptions) -> Generator:
 
 def start_generator(backend: type[Generator], options: GeneratorOptions) -> Generator:
     """Construct a generator; a failure that is not the user's is a GenerationError naming the backend."""
-    try:
-        return backend(options)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise GenerationError(
-            f"the {backend.name} generator failed to start: {type(exc).__name__}: {exc}"
-        ) from exc
+    return start_backend(GENERATORS, backend, options)
 
 
 def prepare_prompts(

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .atomic import copy_atomic, make_folder, write_bytes_atomic
-from .backends import KEYFRAMERS, load_backend
+from .backends import KEYFRAMERS, load_backend, start_backend
 from .errors import GenerationError, Problem, UserError
 from .models import resolve_model
 
@@ -364,22 +364,11 @@ def make_keyframes(
             missing.append(shot_id)
     if missing:
         stage.note(f"drawing {len(missing)} keyframe(s) with {stage.backend}")
-        with _start(backend_class, stage.options) as drawer:
+        with start_backend(KEYFRAMERS, backend_class, stage.options) as drawer:
             for shot_id in missing:
                 files[shot_id] = _draw(drawer, requests[shot_id], keys[shot_id], stage)
                 stage.made.append(shot_id)
     return {shot.id: files[shot.id] for shot in wanted}
-
-
-def _start(backend: type[KeyframeModel], options: KeyframeOptions) -> KeyframeModel:
-    try:
-        return backend(options)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise GenerationError(
-            f"the {backend.name} keyframe model failed to start: {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _draw(drawer: KeyframeModel, request: KeyframeRequest, key: str, stage: KeyframeStage) -> Path:
