@@ -28,7 +28,7 @@ from storyreel.rendering import RenderProgress
 ray = pytest.importorskip("ray")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import REPO  # noqa: E402
+from conftest import REPO, local_ray, torch_threads  # noqa: E402
 
 # The crosscut example at a tiny size: three chains (the market run, the conductor, the doors), each return
 # to a storyline a continuation of that storyline's previous shot across a cut-away.
@@ -38,16 +38,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +122,7 @@ def test_the_tiny_skyreels_model_on_two_workers_makes_the_same_film(
     crosscut: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("diffusers")
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from tiny_skyreels import build_tiny_skyreels
 
     # The model named relative to the folder the render starts in (not beside the storyboard): the workers
@@ -138,12 +130,8 @@ def test_the_tiny_skyreels_model_on_two_workers_makes_the_same_film(
     build_tiny_skyreels(tmp_path / "df")
     monkeypatch.chdir(tmp_path)
     model = "df"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each worker runs: one thread, the same sums in the same order
-    try:
+    with torch_threads(1):  # as each worker runs: one thread, the same sums in the same order
         storyreel.render(crosscut, tmp_path / "here", generator="skyreels", model=model, use_cache=False)
-    finally:
-        torch.set_num_threads(threads)
     result = runner.invoke(
         app,
         [

@@ -41,6 +41,8 @@ np = pytest.importorskip("numpy")
 
 from tiny_skyreels import build_tiny_skyreels  # noqa: E402
 
+from conftest import local_ray  # noqa: E402
+
 MOST = 32  # levels of 255: the largest difference of any decoded value
 MEAN = 0.5  # levels of 255: the largest mean difference of a shot's decoded frames
 STORY = {
@@ -75,16 +77,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
     """A local Ray instance of two CPUs: one worker of two processes."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2):
+        yield
 
 
 @pytest.fixture(scope="module")

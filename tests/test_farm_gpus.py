@@ -6,7 +6,6 @@ the checks run as they would on a two-GPU machine; every case stops before a wor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typer.testing import CliRunner
 
 from storyreel.cli import app
 
+from conftest import local_ray
+
 ray = pytest.importorskip("ray")
 runner = CliRunner()
 TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
@@ -23,17 +24,8 @@ TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "ov
 
 @pytest.fixture(scope="module", autouse=True)
 def two_gpu_cluster() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=1,
-        num_gpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=1, num_gpus=2):
+        yield
 
 
 @pytest.fixture(scope="module")

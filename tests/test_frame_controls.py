@@ -27,6 +27,8 @@ from storyreel.rendering import render
 from storyreel.storyboard import load_storyboard
 from storyreel.video import count_frames, ffmpeg_exe, read_frames, write_shot
 
+from conftest import torch_threads
+
 if TYPE_CHECKING:
     import torch
 
@@ -172,12 +174,8 @@ def tiny_df(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # oversubscribed OpenMP on two cores makes tiny calls far slower
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ from storyreel.generate import (  # noqa: E402
 )
 from storyreel.rendering import RenderProgress, render, render_keyframes  # noqa: E402
 
+from conftest import torch_threads  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 runner = CliRunner()
@@ -48,10 +50,8 @@ KEYFRAMED = ["arrival", "lamp", "watch"]  # fresh shots showing a character with
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ from storyreel.rendering import render  # noqa: E402
 from storyreel.storyboard import Generation, Storyboard, load_storyboard  # noqa: E402
 from storyreel.video import read_frames  # noqa: E402
 
-from conftest import REPO, small_board  # noqa: E402
+from conftest import REPO, small_board, torch_threads  # noqa: E402
 
 PIPELINES = (
     "SkyReelsV2DiffusionForcingPipeline",
@@ -69,10 +69,8 @@ ASYNC = {**TINY, "base_num_frames": 21, "ar_step": 1, "causal_block_size": 2}
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Oversubscribed OpenMP on a 2-core machine makes these tiny calls 20-100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
