@@ -138,16 +138,23 @@ def test_a_render_on_a_cluster_started_with_ray_start_makes_the_one_process_film
     kind: str, head: tuple[str, str, Path], crosscut: Path, one_process: Path, tmp_path: Path
 ) -> None:
     address = head[0] if kind == "address" else head[1]
-    drivers = set(head[2].glob("python-core-driver-*.log"))  # one per job the head has run
     command = [sys.executable, "-m", "storyreel.cli", "render", str(crosscut), "--out", str(tmp_path)]
-    result = subprocess.run(
-        [*command, "--ray-address", address, "--workers", "2", "--no-cache"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    for attempt in range(2):
+        drivers = set(head[2].glob("python-core-driver-*.log"))  # one per job the head has run
+        result = subprocess.run(
+            [*command, "--ray-address", address, "--workers", "2", "--no-cache"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        # Ray's client proxy now and then fails to start the server process of a new client connection (twice in
+        # five full test runs on this 2-core machine, never with this file alone); the render then stops with the
+        # clear message it should. One more connection tells that apart from a render that cannot join.
+        if attempt or "Starting Ray client server failed" not in result.stdout + result.stderr:
+            break
+    server_logs = "".join(path.read_text()[-2000:] for path in head[2].glob("ray_client_server*.err"))
+    assert result.returncode == 0, result.stdout + result.stderr + server_logs
     assert (
         len(set(head[2].glob("python-core-driver-*.log")) - drivers) == 1
     )  # the render was a job of this head
