@@ -35,6 +35,7 @@ from storyreel.generate import (  # noqa: E402
     Clip,
     GeneratorOptions,
     ProgressEvent,
+    PromptRequest,
     ShotRequest,
     ignore_progress,
     load_start_image,
@@ -43,6 +44,7 @@ from storyreel.generate import (  # noqa: E402
 from storyreel.generators.skyreels import SkyReelsGenerator  # noqa: E402
 from storyreel.generators.skyreels.attention import KERNELS  # noqa: E402
 from storyreel.generators.skyreels.decode import decode_frames, to_uint8  # noqa: E402
+from storyreel.generators.skyreels.prompts import PromptEmbeddings  # noqa: E402
 from storyreel.generators.skyreels.quirks import modulate_per_frame  # noqa: E402
 from storyreel.generators.skyreels.runtime import Runtime  # noqa: E402
 from storyreel.plan import FilmPlan, ShotPlan, plan_film  # noqa: E402
@@ -412,6 +414,7 @@ def test_offload_on_the_cpu_makes_no_room_and_says_so(tiny_df: Path) -> None:
         second = generate(generator, glide)
         assert not generator.offloading
     assert first.info["offload"] == second.info["offload"] == "none"
+    assert first.info["text_encoder"] == "cpu"
     assert np.array_equal(first.frames, second.frames)
 
 
@@ -739,6 +742,26 @@ def latents_for_vae(pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(config.latents_mean).view(1, 16, 1, 1, 1)
     inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, 16, 1, 1, 1)
     return latents / inverse_std + mean
+
+
+def test_a_text_encoder_without_room_on_the_device_streams_through_it_and_encodes_the_same() -> None:
+    """Where umT5 does not fit beside the transformer (or on the GPU at all), its layers pass through the device
+    one at a time while it encodes: the same embeddings, to the bit. (The device here is the CPU: the hooks and
+    the encoding path are the GPU's, without its copies.)"""
+    pipeline = diffusers.SkyReelsV2DiffusionForcingPipeline(**tiny_components("df"))
+    cpu, texts = torch.device("cpu"), ["a swan glides across the lake", "blurry, low quality"]
+    whole = PromptEmbeddings(pipeline, cpu, 32, park=True, room=lambda device: None)
+    assert whole.encode([*texts, "a heron"]) == 3
+    assert (whole.placement, whole.streamed) == ("on cpu while encoding, on the CPU between", False)
+    encoder_bytes = sum(p.numel() * p.element_size() for p in pipeline.text_encoder.parameters())
+    streamed = PromptEmbeddings(pipeline, cpu, 32, park=True, room=lambda device: encoder_bytes)
+    assert streamed.encode(texts) == 2
+    assert streamed.streamed and streamed.placement.startswith("streamed through cpu layer by layer")
+    assert hasattr(pipeline.text_encoder.shared, "_diffusers_hook")  # the group offloading hooks ran it
+    for text in texts:
+        assert torch.equal(streamed.embeddings[text], whole.embeddings[text])
+    assert streamed.encode([texts[0], "a heron"]) == 1  # later texts stream the same way
+    assert torch.equal(streamed.on_device("a heron"), whole.embeddings["a heron"])
 
 
 def test_render_encodes_each_prompt_once_before_the_shots(
@@ -1141,6 +1164,28 @@ def test_gpu_prompts_leave_the_gpu_and_frames_stay(tiny_df16: Path, spy: Spy, tm
 
 
 @pytest.mark.gpu
+def test_gpu_a_text_encoder_without_room_streams_through_the_gpu_and_frames_stay(
+    tiny_df16: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text encoder comes to the GPU whole to encode where it fits, streamed layer by layer where it does
+    not (here: told the GPU has no room); the shot is the same."""
+    from storyreel.generators.skyreels import prompts
+
+    glide = film(shot("glide", 25)).shot("glide")
+    options = GeneratorOptions(model=str(tiny_df16), compile="false")
+    with SkyReelsGenerator(options) as generator:
+        whole = generate(generator, glide)
+    monkeypatch.setattr(prompts, "device_room", lambda device: 0)
+    with SkyReelsGenerator(options) as generator:
+        streamed = generate(generator, glide)
+        again = generate(generator, glide)  # the hooks stay; nothing is moved twice
+    assert whole.info["text_encoder"] == "on cuda while encoding, on the CPU between"
+    assert streamed.info["text_encoder"].startswith("streamed through cuda layer by layer")
+    assert np.abs(whole.frames.astype(np.int16) - streamed.frames.astype(np.int16)).max() <= 1
+    assert np.array_equal(streamed.frames, again.frames)
+
+
+@pytest.mark.gpu
 def test_gpu_every_installed_kernel_runs_and_auto_is_the_first(tiny_df16: Path) -> None:
     from storyreel.generators.skyreels.attention import AUTO_ORDER, choose_kernel
 
@@ -1195,6 +1240,32 @@ def test_gpu_fp8(tiny_df16: Path) -> None:
     assert clip.frames.shape == (25, 64, 64, 3)
     with pytest.raises(UserError, match="fp8 and offload do not go together"):
         SkyReelsGenerator(GeneratorOptions(model=str(tiny_df16), precision="fp8", offload=True))
+
+
+@pytest.mark.gpu
+def test_gpu_fp8_weights_come_to_the_gpu_a_block_at_a_time(tmp_path: Path) -> None:
+    """DF-14B's 28 GB of bf16 weights do not fit the 24 GB GPU its 14 GB of float8 weights do: loading in FP8
+    never holds the whole transformer in bf16 on the GPU."""
+    if torch.cuda.get_device_capability() < (8, 9) or importlib.util.find_spec("torchao") is None:
+        pytest.skip("FP8 needs compute capability 8.9 and torchao")
+    # eight blocks holding 97% of the weights (20 MB in bf16), their linear layers multiples of 16 wide
+    folder = build_tiny_skyreels(tmp_path / "df", attention_head_dim=64, ffn_dim=4096, num_layers=8)
+    transformer = diffusers.SkyReelsV2Transformer3DModel.from_pretrained(folder / "transformer")
+    bf16_bytes = sum(p.numel() for p in transformer.parameters()) * 2
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    options = GeneratorOptions(model=str(folder), precision="fp8", compile="false")
+    with SkyReelsGenerator(options) as generator:
+        generator.prepare_prompts([PromptRequest("glide", "a swan glides", "")])  # loads, encodes
+        torch.cuda.synchronize()
+        loading = torch.cuda.max_memory_allocated() - before
+        held = torch.cuda.memory_allocated() - before
+        clip = generate(generator, film(shot("glide", 17)).shot("glide"))
+    assert held < 0.7 * bf16_bytes, (held, bf16_bytes)  # float8 blocks: a little over half
+    # at most the float8 blocks, one block in bf16 and its quantisation's scratch; moved whole, all of it in bf16
+    assert loading < 0.85 * bf16_bytes, (loading, bf16_bytes)
+    assert clip.info["precision"] == "fp8" and clip.frames.shape == (17, 64, 64, 3)
 
 
 @pytest.mark.gpu

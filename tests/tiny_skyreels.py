@@ -58,6 +58,8 @@ def tiny_components(
     num_frame_per_block: int = 1,
     seed: int = 0,
     attention_head_dim: int = 12,
+    ffn_dim: int = 32,
+    num_layers: int = 2,
 ) -> dict[str, object]:
     """The ``__init__`` arguments of a tiny SkyReels-V2 pipeline of ``kind``, with seeded random weights.
 
@@ -98,8 +100,8 @@ def tiny_components(
         out_channels=16,
         text_dim=TEXT_DIM,
         freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
         rope_max_seq_len=32,
         image_dim=CLIP_DIM if kind == "i2v" else None,
         added_kv_proj_dim=2 * attention_head_dim
@@ -156,6 +158,8 @@ def build_tiny_skyreels(
     inject_sample_info: bool = True,
     num_frame_per_block: int = 1,
     attention_head_dim: int = 12,
+    ffn_dim: int = 32,
+    num_layers: int = 2,
 ) -> Path:
     """Save a tiny SkyReels-V2 pipeline of ``kind`` into ``folder`` (a diffusers folder) and return it."""
     components = tiny_components(
@@ -163,6 +167,8 @@ def build_tiny_skyreels(
         inject_sample_info=inject_sample_info,
         num_frame_per_block=num_frame_per_block,
         attention_head_dim=attention_head_dim,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
     )
     pipeline_class(kind)(**components).save_pretrained(folder)
     return folder

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Iterator, Sequence
@@ -136,8 +137,11 @@ class SkyReelsGenerator(Generator):
         self._offload = True
         if self._loaded is not None:
             pipeline = next(iter(self._loaded.pipelines.values()))  # they all share the same modules
-            pipeline.to("cpu")  # offloading starts from weights on the CPU
-            self._loaded.offload = self._place(pipeline)
+            # A text encoder streamed through the GPU keeps its own hooks; offloading places everything else.
+            leave = ("text_encoder",) if self._loaded.prompts.streamed else ()
+            for module in _weights(pipeline, leave).values():
+                module.to("cpu")  # offloading starts from weights on the CPU
+            self._loaded.offload = self._place(pipeline, leave)
             self._loaded.prompts.stop_parking()  # the offloading hooks move the text encoder from now on
             self.release_memory()
         return True
@@ -239,6 +243,7 @@ class SkyReelsGenerator(Generator):
                 "vae_dtype": dtype_name(pipeline.vae.dtype),
                 "device": str(self.device),
                 "offload": loaded.offload,
+                "text_encoder": loaded.prompts.placement,
                 "attention": kernel_in_use(pipeline.transformer),
                 "compile": compiled,
                 "precision": self.runtime.precision,
@@ -286,10 +291,15 @@ class SkyReelsGenerator(Generator):
             ) from exc
         notes = keep_attention_bidirectional(primary.transformer)
         modulate_per_frame(primary.transformer)
-        offload = self._place(primary)
+        # The text encoder stays on the CPU and comes to the accelerator only to encode (prompts.py), unless
+        # offloading hooks move it, like every other weight.
+        park = self.device.type != "cpu" and not self._offload
+        # FP8: the transformer comes to the GPU block by block as it is quantised, never whole in bf16.
+        leave = (("text_encoder",) if park else ()) + (("transformer",) if self.runtime.fp8 else ())
+        offload = self._place(primary, leave)
         # The kernel, float8 layers and compiled blocks, on the weights where they run (offloading runs with
         # neither float8 nor compilation: see runtime).
-        notes += apply_runtime(primary.transformer, self.runtime)
+        notes += apply_runtime(primary.transformer, self.runtime, self.device)
         if self.options.sequence_parallel > 1:
             # After the per-frame forward and the kernel are in place: the split wraps the forward it finds.
             self._split = enable_sequence_parallel(primary.transformer, self.options.sequence_parallel)
@@ -305,8 +315,6 @@ class SkyReelsGenerator(Generator):
         for pipeline in pipelines.values():
             pipeline.set_progress_bar_config(disable=True)
         max_tokens = _max_tokens(primary)
-        # The text encoder leaves the accelerator between uses, unless offloading hooks move it already.
-        park = self.device.type != "cpu" and not self._offload
         self._loaded = _Loaded(
             model=model,
             pipelines=pipelines,
@@ -320,22 +328,29 @@ class SkyReelsGenerator(Generator):
         progress(ProgressEvent(shot_id, "load", 1, 1, f"loaded {model.class_name} in {seconds:.1f}s"))
         return self._loaded
 
-    def _place(self, pipeline: Any) -> str:
-        """Put the weights where they run; with ``offload``, keep them on the CPU and move them around use."""
+    def _place(self, pipeline: Any, leave: tuple[str, ...] = ()) -> str:
+        """Put the weights where they run, but for the components named in ``leave``; with ``offload``, keep them
+        on the CPU and move them around use."""
         import torch
+        from diffusers.hooks import apply_group_offloading
 
+        modules = _weights(pipeline, leave)
         if not self._offload or self.device.type == "cpu":
-            pipeline.to(self.device)
+            for module in modules.values():
+                module.to(self.device)
             return "none (the model runs on the CPU)" if self._offload else "none"
         if self.device.type == "cuda":
             # Group offloading hooks live on the modules, so every pipeline sharing them is offloaded; CUDA streams
             # prefetch the next layer while the current one computes.
-            pipeline.enable_group_offload(
-                onload_device=self.device,
-                offload_device=torch.device("cpu"),
-                offload_type="leaf_level",
-                use_stream=True,
-            )
+            for module in modules.values():
+                # diffusers' models offload themselves; the others (the text encoder) take the same hooks
+                offload = getattr(module, "enable_group_offload", None)
+                (offload or functools.partial(apply_group_offloading, module))(
+                    onload_device=self.device,
+                    offload_device=torch.device("cpu"),
+                    offload_type="leaf_level",
+                    use_stream=True,
+                )
             return "group offloading (leaf level, CUDA streams)"
         return (
             "model cpu offload"  # other accelerators: whole models move, hooked per pipeline before each call
@@ -429,6 +444,17 @@ def _uncompiled(torch: Any, wanted: bool) -> Iterator[None]:
         return
     with torch.compiler.set_stance("force_eager"):
         yield
+
+
+def _weights(pipeline: Any, leave: tuple[str, ...]) -> dict[str, Any]:
+    """The pipeline's modules by component name, but for those named in ``leave``."""
+    import torch
+
+    return {
+        name: module
+        for name, module in pipeline.components.items()
+        if isinstance(module, torch.nn.Module) and name not in leave
+    }
 
 
 def _first_line(error: BaseException) -> str:

@@ -148,15 +148,17 @@ def _wants_fp8(torch: Any, options: Any, device: torch.device, dtype_name: str) 
     return True
 
 
-def apply_runtime(transformer: Any, runtime: Runtime) -> list[str]:
-    """Set ``transformer`` (loaded, on its device) up to run as ``runtime`` says; returns notes for the manifest.
+def apply_runtime(transformer: Any, runtime: Runtime, device: torch.device | None = None) -> list[str]:
+    """Set ``transformer`` up to run as ``runtime`` says; returns notes for the manifest. It is on its device
+    already, or, for FP8, may still be on the CPU with ``device`` given: then each block comes to the device and
+    is quantised there, one at a time (:func:`quantise_fp8`).
 
     Quantisation comes before compilation, so that the compiled blocks trace the float8 layers.
     """
     set_kernel(transformer, runtime.kernel)
     notes = []
     if runtime.fp8:
-        quantised, kept = quantise_fp8(transformer)
+        quantised, kept = quantise_fp8(transformer, device)
         notes.append(
             f"fp8: {quantised} linear layers of the blocks in float8" + (f", {kept} kept" if kept else "")
         )
@@ -165,26 +167,41 @@ def apply_runtime(transformer: Any, runtime: Runtime) -> list[str]:
     return notes
 
 
-def quantise_fp8(transformer: Any) -> tuple[int, int]:
+def quantise_fp8(transformer: Any, device: torch.device | None = None) -> tuple[int, int]:
     """Quantise the transformer blocks' linear layers to float8 weights with dynamic float8 activations
     (per-row scales). Returns (layers quantised, layers kept in their dtype because a size is not a multiple
-    of 16). Embeddings, the output projection and the norms keep their precision."""
+    of 16). Embeddings, the output projection and the norms keep their precision.
+
+    With ``device``, the transformer is moved there on the way: everything outside the blocks at once, then
+    each block in turn, quantised as soon as it arrives. The device then never holds more than one block in
+    bf16, so DF-14B (28 GB of bf16 weights, 14 GB once quantised) loads on a 24 GB GPU."""
     import torch
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    def fits(module: torch.nn.Module, name: str) -> bool:
+    def fits(module: torch.nn.Module, _name: str = "") -> bool:
         return (
             isinstance(module, torch.nn.Linear)
-            and name.startswith("blocks.")
             and module.in_features % FP8_MULTIPLE == 0
             and module.out_features % FP8_MULTIPLE == 0
         )
 
-    layers = [(name, m) for name, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)]
-    in_blocks = [(name, m) for name, m in layers if name.startswith("blocks.")]
-    chosen = sum(fits(m, name) for name, m in in_blocks)
-    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=fits)
-    return chosen, len(in_blocks) - chosen
+    config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+    blocks = transformer.blocks
+    if device is not None:
+        for name, child in transformer.named_children():
+            if name != "blocks":
+                child.to(device)
+        for tensor in (*transformer.parameters(recurse=False), *transformer.buffers(recurse=False)):
+            tensor.data = tensor.data.to(device)
+    chosen = kept = 0
+    for block in blocks:
+        if device is not None:
+            block.to(device)
+        layers = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+        chosen += sum(map(fits, layers))
+        kept += sum(not fits(m) for m in layers)
+        quantize_(block, config, filter_fn=fits)
+    return chosen, kept
 
 
 class CompiledGraphs:
