@@ -19,7 +19,8 @@
 #      the auto kernel eager and compiled in bf16, compiled in FP8, then every other kernel installed,
 #      eager and compiled, bf16 and FP8, as time allows; FP8's error against bf16
 #   2. one whole DF-1.3B shot (177 frames, two windows, --shot-steps steps) through the generator, from a
-#      real-size random-weight folder: load, encode, windows, decode
+#      real-size random-weight folder, held to 8 GiB of GPU memory (the 8 GB GPU it must fit; once more
+#      without the limit if it runs out): load, encode, windows, decode
 #   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
 #   5. with more than one GPU: DF-1.3B s/step split over 2, 4, 8 GPUs (--gpus-per-shot, sequence
@@ -37,7 +38,7 @@ PYTHON=${PYTHON:-python3}
 SHOT_STEPS=10
 DOWNLOAD=""
 CPU_CHECK=""
-usage() { sed -n '2,23p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --wheels) WHEELS=$2; shift 2 ;;
@@ -122,7 +123,7 @@ stage "DF-1.3B: kernels x compilation x precision" 120 \
     "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 all
 stage "DF-1.3B: one whole shot" 100 \
-    "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS" "${TOY[@]}"
+    "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS" --shot-budget-gib 8 "${TOY[@]}"
 stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 170 \
     "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
@@ -149,4 +150,5 @@ else
 fi
 stage "FLUX.2 [klein] 4B keyframes: s per keyframe by reference count, peak memory" 60 \
     "$PYTHON" -P benchmarks/keyframes.py "${KEYFRAMES[@]}" --repeats 2 --out "$OUT"
-echo "done in $(elapsed)s; results: $(ls "$OUT"/skyreels_dit-"$GPU"-*.json 2>/dev/null | tr '\n' ' ')" | tee -a "$LOG"
+written=$(find "$OUT" -maxdepth 1 -name '*.json' -newermt "@$started" | sort | tr '\n' ' ')
+echo "done in $(elapsed)s; results: $written" | tee -a "$LOG"
