@@ -18,8 +18,8 @@
 #   1. DF-1.3B per denoise step at 540P x 97 frames: sdpa eager bf16 (what diffusers runs by default),
 #      the auto kernel eager and compiled in bf16, compiled in FP8, then every other kernel installed,
 #      eager and compiled, bf16 and FP8, as time allows; FP8's error against bf16
-#   2. one whole DF-1.3B shot (177 frames, two windows, --shot-steps steps) through the generator, from a
-#      real-size random-weight folder, held to 8 GiB of GPU memory (the 8 GB GPU it must fit; once more
+#   2. one whole DF-1.3B shot (157 frames, windows of 97 and 77, --shot-steps steps) through the generator,
+#      from a real-size random-weight folder, held to 8 GiB of GPU memory (the 8 GB GPU it must fit; once more
 #      without the limit if it runs out): load, encode, windows, decode
 #   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)

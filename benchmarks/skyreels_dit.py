@@ -426,7 +426,8 @@ class ShotRow:
     encode_seconds: float | None = None  # every prompt of the render, then the text encoder off the GPU
     denoise_seconds: float | None = None  # every window (the first compiled pass compiles)
     decode_seconds: float | None = None
-    compiled_graphs: int | None = None
+    compiled_graphs: int | None = None  # in the first window (the first compiled pass compiles)
+    recompiles: int | None = None  # graphs compiled in the later window, of another length: 0 is right
     seconds_per_video_second: float | None = None  # (encode + denoise + decode) / video seconds
     peak_gib: float | None = None  # loading and encoding included
     peak_shot_gib: float | None = None  # from the first window on: the text encoder is off the GPU by then
@@ -497,8 +498,11 @@ def run_shot(args: argparse.Namespace, row: ShotRow, shot: Any, folder: Path, de
 
     from storyreel.generate import GeneratorOptions, PromptRequest, ShotRequest
     from storyreel.generators.skyreels import SkyReelsGenerator
+    from storyreel.generators.skyreels.runtime import CompiledGraphs
 
     marks: dict[tuple[str, str], float] = {}
+    first_window_rows = shot.windows[0].denoise_steps
+    graphs: dict[str, int] = {}
 
     def progress(event: Any) -> None:
         at = "start" if event.completed == 0 else "end" if event.completed == event.total else ""
@@ -506,6 +510,8 @@ def run_shot(args: argparse.Namespace, row: ShotRow, shot: Any, folder: Path, de
             marks.setdefault((event.stage, at), time.perf_counter())
         if event.stage == "denoise":
             marks[("denoise", "last")] = time.perf_counter()
+            if event.completed == first_window_rows:
+                graphs["first window"] = CompiledGraphs.total()
 
     options = GeneratorOptions(
         model=str(folder), device=args.device, attention=args.shot_attention, compile=args.shot_compile
@@ -526,7 +532,9 @@ def run_shot(args: argparse.Namespace, row: ShotRow, shot: Any, folder: Path, de
             if cuda:
                 row.peak_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                 torch.cuda.reset_peak_memory_stats(device)
+            graphs["start"] = CompiledGraphs.total()
             clip = generator.generate(ShotRequest(shot, PROMPT, shot.settings.negative_prompt), progress)
+            graphs["end"] = CompiledGraphs.total()
         if cuda:
             row.peak_shot_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
             row.peak_gib = max(row.peak_gib or 0.0, row.peak_shot_gib)
@@ -544,7 +552,9 @@ def run_shot(args: argparse.Namespace, row: ShotRow, shot: Any, folder: Path, de
     working = row.encode_seconds + row.denoise_seconds + row.decode_seconds
     row.seconds_per_video_second = round(working / row.video_seconds, 2)
     row.attention, row.compile = clip.info["attention"], clip.info["compile"]
-    row.precision, row.compiled_graphs = clip.info["precision"], clip.info["compiled_graphs"]
+    row.precision = clip.info["precision"]
+    row.compiled_graphs = graphs["first window"] - graphs["start"]
+    row.recompiles = graphs["end"] - graphs["first window"]
     # "on cuda while encoding, ...", "streamed through cuda ...", "cpu": whole, streamed, cpu
     placement = clip.info["text_encoder"]
     row.text_encoder = "whole" if placement.startswith("on ") else placement.split()[0]
@@ -786,6 +796,8 @@ SHOT_COLUMNS = {
     "attention": "attention",
     "compile": "compiled",
     "text_encoder": "text encoder",
+    "compiled_graphs": "graphs",
+    "recompiles": "recompiles",
     "load_seconds": "load s",
     "encode_seconds": "encode s",
     "denoise_seconds": "denoise s",
@@ -827,7 +839,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=97, help="frames in the window (4k+1)")
     parser.add_argument("--steps", type=int, default=2, help="timed denoise steps per config, after one pass")
     parser.add_argument("--shot-model", choices=sorted(MODELS), default="DF-1.3B")
-    parser.add_argument("--shot-frames", type=int, default=177, help="the whole shot's frames [two windows]")
+    parser.add_argument(
+        "--shot-frames", type=int, default=157, help="the whole shot's frames [two windows: 97 and 77 frames]"
+    )
     parser.add_argument("--shot-steps", type=int, default=30, help="denoise steps of the whole shot")
     parser.add_argument("--shot-overlap", type=int, default=17, help="overlap_history of the whole shot")
     parser.add_argument("--shot-attention", default="auto")
