@@ -67,6 +67,13 @@ GPUS_PER_SHOT = (1, 2, 4, 8)
 MAX_TRIES = 3
 # How long a ray://host:port or host:port address may take to answer before the render stops.
 CONNECT_SECONDS = 5.0
+# Ray's client server (ray://) forks a server process for each connection. With grpcio 1.80 and later, gRPC's
+# fork handlers restart a polling thread in that child, which aborts once the child closes its inherited
+# descriptors before exec: now and then (a few in a hundred on a busy head) the connection's server dies
+# before it starts, and Ray answers SERVER_NOT_STARTED. Each connection forks afresh, so the render tries a
+# few; a head started with GRPC_ENABLE_FORK_SUPPORT=0 (docs/cluster.md) does not lose them.
+SERVER_NOT_STARTED = "Starting Ray client server failed"
+CLIENT_TRIES = 3
 # Once one rank of a gang has failed a shot, how long the others may take to answer: the same failure on
 # every rank answers at once, and a rank that died is known to Ray within a second or two. Ranks still
 # busy after this are waiting for the failed one in a collective, and the gang is replaced.
@@ -208,7 +215,7 @@ def generate_on_cluster(
     """Stage 4 on Ray workers: make every shot of ``order`` (render order), entering each in ``manifest``
     (written after each shot) and the workers' busy times in ``manifest.workers``."""
     ray = _import_ray()
-    started_here = _connect(ray, cluster)
+    started_here = _connect(ray, cluster, report)
     pool: list[_Worker] = []
     try:
         shape = _place(ray, cluster, options)
@@ -248,22 +255,12 @@ def _import_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, cluster: ClusterSettings) -> bool:
+def _connect(ray: Any, cluster: ClusterSettings, report: RenderProgress) -> bool:
     """Join the cluster at ``cluster.address``, or start a private one on this machine; True if started here."""
     if ray.is_initialized():
         return False
     if cluster.address is not None:
-        try:
-            ray.init(address=cluster.address, log_to_driver=False, logging_level="error")
-        except ImportError as exc:  # a ray:// address needs Ray's client (grpcio), which the extra brings
-            raise UserError(
-                f"--ray-address {cluster.address}: {exc}; install it with: pip install 'storyreel[cluster]'"
-            ) from None
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(
-                f"--ray-address {cluster.address}: could not join the cluster ({exc}); start one with "
-                "`ray start --head`, or leave --ray-address out to start workers on this machine"
-            ) from None
+        _join(ray, cluster.address, report)
         return True
     # A private cluster of this machine, reachable only from it: no dashboard, no token file under ~/.ray.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -277,6 +274,35 @@ def _connect(ray: Any, cluster: ClusterSettings) -> bool:
         configure_logging=False,
     )
     return True
+
+
+def _join(ray: Any, address: str, report: RenderProgress) -> None:
+    """Join the cluster at ``address``, connecting again when Ray's client server lost the connection's server
+    process as it started (SERVER_NOT_STARTED): a head that cannot start one at all fails every try."""
+    reason = ""
+    for attempt in range(1, CLIENT_TRIES + 1):
+        if reason:
+            report.note(f"--ray-address {address}: {reason}; connecting again ({attempt} of {CLIENT_TRIES})")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="error")
+            return
+        except ImportError as exc:  # a ray:// address needs Ray's client (grpcio), which the extra brings
+            raise UserError(
+                f"--ray-address {address}: {exc}; install it with: pip install 'storyreel[cluster]'"
+            ) from None
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            if SERVER_NOT_STARTED not in str(exc):
+                raise UserError(
+                    f"--ray-address {address}: could not join the cluster ({exc}); start one with "
+                    "`ray start --head`, or leave --ray-address out to start workers on this machine"
+                ) from None
+            # Ray's message is the head's traceback; its last line names the server's log on the head
+            reason = str(exc).strip().splitlines()[-1].removeprefix("RuntimeError: ").rstrip(".")
+    raise UserError(
+        f"--ray-address {address}: {reason} ({CLIENT_TRIES} tries); that log is in the head's "
+        "session_latest/logs folder (under /tmp/ray by default). When it is empty or ends in an epoll_wait "
+        "error, start the head with GRPC_ENABLE_FORK_SUPPORT=0 in its environment (docs/cluster.md)"
+    )
 
 
 def _place(ray: Any, cluster: ClusterSettings, options: GeneratorOptions) -> _Shape:
