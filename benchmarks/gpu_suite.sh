@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SkyReels-V2's and the keyframe model's GPU measurements in one go, on a bare CUDA machine without network,
-# within 9 minutes.
+# in about 9 minutes (the SkyReels-V2 stages, 1 to 4, in 8).
 #
 # The machine needs Python 3.12 with a CUDA build of torch (and transformers, tokenizers, safetensors,
 # huggingface_hub, accelerate, pyyaml, jinja2, typer, rich, networkx, numpy, pillow), as the usual
@@ -12,15 +12,15 @@
 #       # anywhere: every stage at toy size on the CPU from the same install, to check the script and the
 #       # carried wheels against the GPU image's packages before any GPU minute is spent on them
 #
-# Stages, each under its own time limit (their sum, with the install, stays under 9 minutes); every stage
-# writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish, so a
-# stage stopped at its limit keeps what it measured. Within a stage the configs run most telling first:
+# Stages, each under its own time limit (120 + 140 + 150 + 60 + 55 s, about 9 minutes with the install);
+# every stage writes its JSON, named after the GPU, under --out (default benchmarks/results/) as rows finish,
+# so a stage stopped at its limit keeps what it measured. Within a stage the configs run most telling first:
 #   1. DF-1.3B per denoise step at 540P x 97 frames: sdpa eager bf16 (what diffusers runs by default),
 #      the auto kernel eager and compiled in bf16, compiled in FP8, then every other kernel installed,
 #      eager and compiled, bf16 and FP8, as time allows; FP8's error against bf16
-#   2. one whole DF-1.3B shot (157 frames, windows of 97 and 77, --shot-steps steps) through the generator,
-#      from a real-size random-weight folder, held to 8 GiB of GPU memory (the 8 GB GPU it must fit; once more
-#      without the limit if it runs out): load, encode, windows, decode
+#   2. one whole DF-1.3B shot (157 frames, windows of 97 and 77, --shot-steps steps, default 6) through the
+#      generator, from a real-size random-weight folder, held to 8 GiB of GPU memory (the 8 GB GPU it must
+#      fit; once more without the limit if it runs out): load, encode, windows, decode
 #   3. DF-14B per denoise step: sdpa eager bf16, the auto kernel compiled in bf16 and FP8, then eager
 #   4. the GPU tests of tests/test_skyreels.py (tiny random-weight model: kernels, compilation, FP8, memory)
 #   5. with more than one GPU: DF-1.3B s/step split over 2, 4, 8 GPUs (--gpus-per-shot, sequence
@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 WHEELS=.whl
 OUT=benchmarks/results
 PYTHON=${PYTHON:-python3}
-SHOT_STEPS=10
+SHOT_STEPS=6
 DOWNLOAD=""
 CPU_CHECK=""
 usage() { sed -n '2,/^[^#]/{/^#/p}' "$0"; exit "${1:-0}"; }
@@ -122,13 +122,13 @@ fi
 stage "DF-1.3B: kernels x compilation x precision" 120 \
     "${BENCH[@]}" --parts runtime --models DF-1.3B --steps 2 --budget-s 100 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 all
-stage "DF-1.3B: one whole shot" 100 \
+stage "DF-1.3B: one whole shot" 140 \
     "${BENCH[@]}" --parts shot --shot-model DF-1.3B --shot-steps "$SHOT_STEPS" --shot-budget-gib 8 "${TOY[@]}"
-stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 170 \
-    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 120 "${TOY[@]}" \
+stage "DF-14B: diffusers' default, then the auto kernel compiled, bf16 and FP8" 150 \
+    "${BENCH[@]}" --parts runtime --models DF-14B --steps 1 --budget-s 105 "${TOY[@]}" \
     --configs sdpa/eager/bf16 auto/compiled/bf16 auto/compiled/fp8 auto/eager/bf16
 # -P: the working tree's storyreel/ folder is not the installed package (generators/ sits beside it)
-stage "GPU tests" 45 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
+stage "GPU tests" 60 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m gpu tests/test_skyreels.py
 GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
 [ -z "$CPU_CHECK" ] || GPUS=2  # two gloo processes on the CPU stand in for two GPUs
 if [ "$GPUS" -gt 1 ]; then
@@ -148,7 +148,7 @@ else
     echo "=== --gpus-per-shot: this machine has $GPUS GPU; splitting one shot needs 2 or more, not measured" \
         | tee -a "$LOG"
 fi
-stage "FLUX.2 [klein] 4B keyframes: s per keyframe by reference count, peak memory" 60 \
+stage "FLUX.2 [klein] 4B keyframes: s per keyframe by reference count, peak memory" 55 \
     "$PYTHON" -P benchmarks/keyframes.py "${KEYFRAMES[@]}" --repeats 2 --out "$OUT"
 written=$(find "$OUT" -maxdepth 1 -name '*.json' -newermt "@$started" | sort | tr '\n' ' ')
 echo "done in $(elapsed)s; results: $written" | tee -a "$LOG"
