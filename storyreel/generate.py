@@ -188,7 +188,7 @@ class Generator(ABC):
         the first of them is generated (shots the shot cache holds are not among them).
 
         A generator with a text encoder can encode them all now and then free the encoder's memory for the
-        shots (the SkyReels-V2 generator moves its 11 GB umT5 off the GPU). It must still accept a request
+        shots (the SkyReels-V2 generator keeps its 11 GB umT5 off the GPU). It must still accept a request
         whose prompt was not handed over. Running out of memory here (OutOfMemory) costs nothing: render()
         releases memory and each shot goes through the out-of-memory ladder as usual. Progress is reported
         under the first shot's id. The default: nothing.

@@ -26,7 +26,8 @@ The package, by job:
 * ``attention``: the attention kernels (flash3, cudnn, flash, sdpa, sage), which are installed and run here;
 * ``runtime``: the kernel, compilation and precision the options resolve to, refused up front when this
   machine cannot, then applied to the loaded transformer (regional compilation, FP8 through torchao);
-* ``prompts``: every prompt encoded once, before the first shot, so the text encoder can leave the GPU;
+* ``prompts``: every prompt encoded once, before the first shot: the text encoder is on the GPU only then,
+  whole or streamed layer by layer;
 * ``decode``: latents decoded one latent frame at a time, straight to uint8 frames;
 * ``quirks``: the workarounds for diffusers' quirks;
 * ``generator``: :class:`SkyReelsGenerator`: loading the weights once, each shot's arguments, the call.

@@ -166,8 +166,8 @@ class SkyReelsGenerator(Generator):
     def prepare_prompts(
         self, prompts: Sequence[PromptRequest], progress: ProgressCallback = ignore_progress
     ) -> None:
-        """Load the model, encode every prompt and negative prompt of the shots about to be made, and move the
-        text encoder off the GPU for the rest of the render (with offloading, the hooks already keep it off)."""
+        """Load the model and encode every prompt and negative prompt of the shots about to be made, so the text
+        encoder stays off the GPU for the rest of the render (prompts.py; with offloading, the hooks keep it off)."""
         if not prompts or self.model is None:
             return  # without a model given up front, each shot encodes its own prompt
         first = prompts[0].shot_id
