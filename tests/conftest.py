@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import textwrap
 from collections.abc import Iterator
@@ -131,3 +132,26 @@ def small_board(**generation: Any) -> dict[str, Any]:
             },
         ],
     }
+
+
+# The crosscut example at a tiny size: three chains (the market run, the conductor, the doors), each return to a
+# storyline a continuation of that storyline's previous shot across a cut-away.
+TINY_CROSSCUT = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
+
+
+def write_tiny_crosscut(folder: Path) -> Path:
+    """examples/crosscut.yaml at the tiny size, written into ``folder`` (its prompt lock goes there)."""
+    text = (REPO / "examples" / "crosscut.yaml").read_text(encoding="utf-8")
+    tiny = "".join(f"\n  {key}: {value}" for key, value in TINY_CROSSCUT.items())
+    assert "generation:\n  seed: 1158" in text
+    path = folder / "crosscut.yaml"
+    path.write_text(
+        text.replace("generation:\n  seed: 1158", "generation:\n  seed: 1158" + tiny), encoding="utf-8"
+    )
+    return path
+
+
+def film_files(folder: Path) -> dict[str, str]:
+    """sha256 of the film and of every shot's file (the encoder runs single-threaded: bytes are stable)."""
+    files = [folder / "film.mp4", *sorted((folder / "shots").glob("*.mp4"))]
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}

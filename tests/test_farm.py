@@ -6,7 +6,6 @@ the module and shut down at its end; each render starts its workers on it and st
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -28,11 +27,8 @@ from storyreel.rendering import RenderProgress
 ray = pytest.importorskip("ray")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import REPO, local_ray, torch_threads  # noqa: E402
+from conftest import TINY_CROSSCUT, film_files, local_ray, torch_threads, write_tiny_crosscut  # noqa: E402
 
-# The crosscut example at a tiny size: three chains (the market run, the conductor, the doors), each return
-# to a storyline a continuation of that storyline's previous shot across a cut-away.
-TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
 runner = CliRunner()
 
 
@@ -44,21 +40,7 @@ def cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def crosscut(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """examples/crosscut.yaml at the tiny size, in a folder of its own (its prompt lock goes there)."""
-    text = (REPO / "examples" / "crosscut.yaml").read_text(encoding="utf-8")
-    tiny = "".join(f"\n  {key}: {value}" for key, value in TINY.items())
-    assert "generation:\n  seed: 1158" in text
-    path = tmp_path_factory.mktemp("story") / "crosscut.yaml"
-    path.write_text(
-        text.replace("generation:\n  seed: 1158", "generation:\n  seed: 1158" + tiny), encoding="utf-8"
-    )
-    return path
-
-
-def film_files(folder: Path) -> dict[str, str]:
-    """sha256 of the film and of every shot's file (the encoder runs single-threaded: bytes are stable)."""
-    files = [folder / "film.mp4", *sorted((folder / "shots").glob("*.mp4"))]
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+    return write_tiny_crosscut(tmp_path_factory.mktemp("story"))
 
 
 def same_render(one: Path, other: Path) -> None:
@@ -177,7 +159,7 @@ def test_bad_cluster_settings_stop_the_render_with_a_message(
     story = write_story(
         {
             "storyreel": 1,
-            "generation": TINY,
+            "generation": TINY_CROSSCUT,
             "scenes": [{"id": "s", "shots": [{"id": "a", "prompt": "p", "duration": 1}]}],
         }
     )
@@ -191,7 +173,7 @@ def test_a_render_without_workers_never_imports_ray(write_story: Any, tmp_path: 
     story = write_story(
         {
             "storyreel": 1,
-            "generation": TINY,
+            "generation": TINY_CROSSCUT,
             "scenes": [{"id": "s", "shots": [{"id": "a", "prompt": "p", "duration": 1}]}],
         }
     )

@@ -16,7 +16,6 @@ into small blocks); :data:`MOST` and :data:`MEAN` leave room above that, and a s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -41,7 +40,7 @@ np = pytest.importorskip("numpy")
 
 from tiny_skyreels import build_tiny_skyreels  # noqa: E402
 
-from conftest import local_ray  # noqa: E402
+from conftest import film_files, local_ray  # noqa: E402
 
 MOST = 32  # levels of 255: the largest difference of any decoded value
 MEAN = 0.5  # levels of 255: the largest mean difference of a shot's decoded frames
@@ -116,12 +115,6 @@ def split(film: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> t
     return out, " ".join(result.output.split())
 
 
-def film_files(folder: Path) -> dict[str, str]:
-    """sha256 of the film and of every shot's file."""
-    files = [folder / "film.mp4", *sorted((folder / "shots").glob("*.mp4"))]
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
-
-
 def decoded(path: Path) -> Any:
     """(frames, height, width, 3) as integers: the shot file decoded."""
     with av.open(str(path)) as container:
@@ -189,22 +182,27 @@ class KillRank(RenderProgress):
         raise AssertionError("the worker's second process never started on the shot")
 
 
-def test_a_rank_killed_mid_shot_replaces_its_worker_and_the_film_is_unchanged(
-    film: tuple[Path, str], split: tuple[Path, str], tmp_path: Path
-) -> None:
-    story, model = film
-    killer = KillRank("turn")  # a continuation: its parent's tail frames must reach the new worker
-    manifest = storyreel.render(
+def split_render(story: Path, model: str, out: Path, progress: RenderProgress) -> Manifest:
+    """The film through the Python API, as SPLIT renders it on the command line: one worker of two processes."""
+    return storyreel.render(
         story,
-        tmp_path,
+        out,
         generator="skyreels",
         model=model,
         device="cpu",
         use_cache=False,
         workers=1,
         gpus_per_shot=2,
-        progress=killer,
+        progress=progress,
     )
+
+
+def test_a_rank_killed_mid_shot_replaces_its_worker_and_the_film_is_unchanged(
+    film: tuple[Path, str], split: tuple[Path, str], tmp_path: Path
+) -> None:
+    story, model = film
+    killer = KillRank("turn")  # a continuation: its parent's tail frames must reach the new worker
+    manifest = split_render(story, model, tmp_path, killer)
     assert film_files(tmp_path) == film_files(split[0])  # the same split film, byte for byte
     first, second = manifest.workers
     assert killer.killed == first.ranks[1] and first.ended is not None and first.shots == ["glide"]
@@ -221,17 +219,7 @@ class Interrupt(RenderProgress):
 def test_ctrl_c_stops_every_process_of_a_split_worker(film: tuple[Path, str], tmp_path: Path) -> None:
     story, model = film
     with pytest.raises(KeyboardInterrupt):
-        storyreel.render(
-            story,
-            tmp_path,
-            generator="skyreels",
-            model=model,
-            device="cpu",
-            use_cache=False,
-            workers=1,
-            gpus_per_shot=2,
-            progress=Interrupt(),
-        )
+        split_render(story, model, tmp_path, Interrupt())
     (worker,) = Manifest.read(tmp_path / "manifest.json").workers  # written when 'glide' was made
     deadline = time.monotonic() + 20
     while set(worker.ranks) & set(shot_workers()) and time.monotonic() < deadline:

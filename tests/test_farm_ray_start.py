@@ -9,7 +9,6 @@ runs' included.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -30,9 +29,8 @@ pytest.importorskip("ray")
 pytest.importorskip("grpc")  # the client server (ray://) comes with ray[client]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import REPO  # noqa: E402
+from conftest import film_files, write_tiny_crosscut  # noqa: E402
 
-TINY = {"resolution": "64x64", "fps": 16, "steps": 2, "base_num_frames": 17, "overlap_history": 5}
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # no token file under ~/.ray
 # The head as docs/cluster.md starts it: without gRPC's fork handlers, which now and then kill the server
 # process Ray's client server forks for a ray:// connection before it starts
@@ -112,16 +110,7 @@ def head() -> Iterator[tuple[str, str, Path]]:
 
 @pytest.fixture(scope="module")
 def crosscut(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """examples/crosscut.yaml at the tiny size: three chains of shots, each return to a storyline a
-    continuation across a cut-away."""
-    text = (REPO / "examples" / "crosscut.yaml").read_text(encoding="utf-8")
-    tiny = "".join(f"\n  {key}: {value}" for key, value in TINY.items())
-    assert "generation:\n  seed: 1158" in text
-    path = tmp_path_factory.mktemp("story") / "crosscut.yaml"
-    path.write_text(
-        text.replace("generation:\n  seed: 1158", "generation:\n  seed: 1158" + tiny), encoding="utf-8"
-    )
-    return path
+    return write_tiny_crosscut(tmp_path_factory.mktemp("story"))
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +118,6 @@ def one_process(crosscut: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     out = tmp_path_factory.mktemp("here")
     storyreel.render(crosscut, out, use_cache=False)
     return out
-
-
-def film_files(folder: Path) -> dict[str, str]:
-    files = [folder / "film.mp4", *sorted((folder / "shots").glob("*.mp4"))]
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
 
 
 @pytest.mark.parametrize("kind", ["address", "client"])
